@@ -1,0 +1,1 @@
+"""The signalflow services, one package each, all started by `signalflow run`."""
