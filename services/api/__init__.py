@@ -1,0 +1,1 @@
+"""The api: the control plane for audiences, workflows, runs and signal ingestion."""

@@ -1,0 +1,1 @@
+"""The dispatcher: moves each run from step to step, runs delays and retries."""

@@ -1,0 +1,1 @@
+"""The matcher: evaluates saved audiences continuously and emits enrollments."""

@@ -1,0 +1,1 @@
+"""The metrics service: the monitoring figures per workflow and step, in Redis."""

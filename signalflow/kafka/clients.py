@@ -1,0 +1,76 @@
+"""Configuration of confluent-kafka producers and consumers.
+
+Every producer is idempotent with `acks=all`. Every consumer stores an offset only
+after the work for its record is finished (`enable.auto.offset.store=false`); the
+background auto-commit then commits only those stored offsets, and a revoked
+partition commits what it stored before it goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from signalflow.settings import Settings
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": True,
+    "enable.auto.offset.store": False,
+    "auto.commit.interval.ms": 1000,
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1_000,
+}
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Return a producer configuration: connection, safe defaults, then overrides.
+
+    Overrides use librdkafka's dotted names with `_` for `.`, e.g. `linger_ms=0`.
+    """
+    return {
+        **settings.kafka.librdkafka_config(),
+        **PRODUCER_DEFAULTS,
+        **_dotted(overrides),
+    }
+
+
+def consumer_config(
+    settings: Settings, group_id: str, **overrides: Any
+) -> dict[str, Any]:
+    """Return a consumer configuration for `group_id` committing finished work only."""
+    return {
+        **settings.kafka.librdkafka_config(),
+        **CONSUMER_DEFAULTS,
+        "group.id": group_id,
+        **_dotted(overrides),
+    }
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    """Create an idempotent, acks=all producer."""
+    return Producer(producer_config(settings, **overrides))
+
+
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    """Create a consumer in `group_id` that commits only stored offsets."""
+    return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+def group_id(settings: Settings, service: str) -> str:
+    """Return the consumer group of a service, prefixed like the topics."""
+    return f"{settings.topic_prefix}signalflow.{service}"
+
+
+def _dotted(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {key.replace("_", "."): value for key, value in overrides.items()}
