@@ -90,7 +90,9 @@ def _static_specs() -> list[TopicSpec]:
             "activate, pause, preview and test-run commands for the matcher",
             "control",
         ),
-        TopicSpec("enrollments", "account key", "prospects entering a run", "enrollment"),
+        TopicSpec(
+            "enrollments", "account key", "prospects entering a run", "enrollment"
+        ),
         TopicSpec("step-results", "run id", "the outcome of one step", "step_result"),
         TopicSpec("runs", "run id", "the end of a run, for metrics", "run"),
         TopicSpec(
@@ -197,4 +199,6 @@ def spec_for(logical: str) -> TopicSpec:
     try:
         return _BY_NAME[logical]
     except KeyError:
-        raise KeyError(f"expected one of the design's topics, got {logical!r}") from None
+        raise KeyError(
+            f"expected one of the design's topics, got {logical!r}"
+        ) from None
