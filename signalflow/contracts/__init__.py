@@ -1,0 +1,33 @@
+"""The event contracts: Avro schemas, single-object encoding, JSON input validation.
+
+`Codec.load()` is the entry point for services: `codec.encode("signal", record)` and
+`codec.decode("signal", data)`. Errors are in `signalflow.contracts.errors`.
+"""
+
+from signalflow.contracts.errors import (
+    BadMarkerError,
+    ContractError,
+    CorruptBodyError,
+    DecodeError,
+    EncodeError,
+    SchemaLoadError,
+    TruncatedBodyError,
+    UnknownFingerprintError,
+)
+from signalflow.contracts.registry import ResolvedSchema, SchemaRegistry
+from signalflow.contracts.serde import MARKER, Codec
+
+__all__ = [
+    "MARKER",
+    "BadMarkerError",
+    "Codec",
+    "ContractError",
+    "CorruptBodyError",
+    "DecodeError",
+    "EncodeError",
+    "ResolvedSchema",
+    "SchemaLoadError",
+    "SchemaRegistry",
+    "TruncatedBodyError",
+    "UnknownFingerprintError",
+]
