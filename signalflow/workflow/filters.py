@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from signalflow.workflow.clock import parse_when
 from signalflow.workflow.errors import user_error
 
 if TYPE_CHECKING:
@@ -362,8 +363,6 @@ class FieldComparison(FilterNode):
 
 
 def _check_orderable(value: Scalar) -> None:
-    from signalflow.workflow.evaluate import parse_when
-
     if isinstance(value, bool):
         raise user_error("'Greater/less than' compares numbers or dates, not yes/no.")
     if isinstance(value, str) and parse_when(value) is None:

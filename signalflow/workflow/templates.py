@@ -25,8 +25,8 @@ import difflib
 import html
 import json
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -103,6 +103,8 @@ class Var:
     ref: VariableRef
     default: str | None
     source: str
+    # Where `source` starts in the template text.
+    start: int = 0
     # For JSON templates: whether the variable stands inside a JSON string literal.
     in_json_string: bool = False
 
@@ -185,6 +187,31 @@ def _parse_cached(source: str, markup: bool) -> Template:
     if not markup:
         nodes = _mark_json_strings(nodes)
     return Template(source, nodes, markup)
+
+
+def qualify_steps(source: str, step_ids: Mapping[str, str], *, markup: bool) -> str:
+    """Rewrite `${<step name>: <output>}` as `${<step id>: <output>}`.
+
+    The dispatcher does this when it sends a step to an action service, which
+    sees the outputs map (keyed by step id) but not the workflow. Names not in
+    `step_ids` are left as written.
+    """
+    template = parse_template(source, markup=markup)
+    pieces: list[str] = []
+    done = 0
+    for node in _walk(template.nodes):
+        if not isinstance(node, Var) or node.ref.kind != "step_output":
+            continue
+        step_id = step_ids.get(node.ref.step or "")
+        if step_id is None:
+            continue
+        default = "" if node.default is None else f"|{node.default}"
+        pieces += [
+            source[done : node.start],
+            f"${{{step_id}: {node.ref.name}{default}}}",
+        ]
+        done = node.start + len(node.source)
+    return "".join(pieces) + source[done:]
 
 
 def check_json_template(source: str) -> Template:
@@ -279,7 +306,7 @@ class _Parser:
         if match is None or match.end() > end:
             raise TemplateSyntaxError(_unknown_variable(self.source, i, end))
         ref = VariableRef("catalog", match.group())
-        return Var(ref, None, self.source[i : match.end()]), match.end()
+        return Var(ref, None, self.source[i : match.end()], i), match.end()
 
     def braced(self, i: int, end: int) -> tuple[Node, int]:
         close = self.source.find("}", i + 2, end)
@@ -291,7 +318,7 @@ class _Parser:
         body, _, default = self.source[i + 2 : close].partition("|")
         ref = _braced_ref(body.strip())
         default_text = default.strip() if "|" in self.source[i + 2 : close] else None
-        return Var(ref, default_text, self.source[i : close + 1]), close + 1
+        return Var(ref, default_text, self.source[i : close + 1], i), close + 1
 
     # markup
 
@@ -428,7 +455,7 @@ def _mark_json_strings(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
     marked: list[Node] = []
     for node in nodes:
         if isinstance(node, Var):
-            marked.append(Var(node.ref, node.default, node.source, in_string))
+            marked.append(replace(node, in_json_string=in_string))
             continue
         marked.append(node)
         text = node.text if isinstance(node, Text) else ""

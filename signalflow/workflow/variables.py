@@ -19,8 +19,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
+
+from signalflow.workflow.clock import as_utc
 
 VariableGroup = Literal["person", "account", "owner", "signal", "output"]
 StepKindName = str
@@ -72,23 +74,23 @@ class RunContext:
     ) -> RunContext:
         """Build a context from an enrollment's snapshot.
 
-        Reads `person` (profile record: `key`, `email`, `owner`, `past_owners`,
-        `fields`...), `account` (the same, or None) and `signals` (a list of
-        `{"id", "type", "occurred_at", "attributes"}`). The signal that caused the
-        enrollment is the one whose id is `trigger_signal_id`, else the latest.
+        Reads the enrollment record of `schemas/enrollment`: `person` (a profile:
+        `key`, `email`, `owner`, `past_owners`, `fields`...), `account` (the same,
+        or None) and `signals` (`{"signal_id", "type", "occurred_at",
+        "attributes"}`). The signal that started the run is the newest one.
+        Owners are profile strings; a profile field `owner_name` / `owner_email`
+        refines them where the integrator provides it.
         """
         signals = sorted(
             enrollment.get("signals") or [],
             key=lambda signal: _sortable_time(signal.get("occurred_at")),
             reverse=True,
         )
-        trigger_id = enrollment.get("trigger_signal_id")
-        trigger = next((s for s in signals if s.get("id") == trigger_id), None)
         return cls(
             person=enrollment.get("person") or {},
             account=enrollment.get("account"),
             signals=signals,
-            trigger=trigger or (signals[0] if signals else None),
+            trigger=signals[0] if signals else None,
             outputs=dict(outputs or {}),
             step_names=dict(step_names or {}),
         )
@@ -157,12 +159,8 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def _sortable_time(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000).isoformat()
-    return str(value or "")
+def _sortable_time(value: Any) -> datetime:
+    return as_utc(value) or datetime.min.replace(tzinfo=UTC)
 
 
 def _person(*names: str) -> Callable[[RunContext], str | None]:
@@ -199,26 +197,33 @@ def _owner(
 ) -> Callable[[RunContext], str | None]:
     def resolve(ctx: RunContext) -> str | None:
         record = ctx.person if scope == "person" else (ctx.account or {})
-        owner = _latest_past_owner(record) if past else record.get("owner")
-        return _owner_part(owner, part)
+        if past:
+            return _owner_part(_latest_past_owner(record), part)
+        fields = record.get("fields") or {}
+        named = fields.get(f"owner_{part}")
+        return _first([named]) or _owner_part(record.get("owner"), part)
 
     return resolve
 
 
 def _owner_part(owner: Any, part: Literal["name", "email"]) -> str | None:
-    """Read an owner given as `{"id", "name", "email"}` or as a bare name or id."""
-    if isinstance(owner, Mapping):
-        if part == "email":
-            return _first([owner.get("email")])
-        return _first([owner.get("name"), owner.get("id")])
-    if part == "email":
+    """Read an owner given as a name, an id or an email address.
+
+    Profiles carry the owner as one string; an email address serves as both the
+    name and the email, anything else only as the name.
+    """
+    if owner in (None, ""):
         return None
-    return _first([owner])
+    text = as_text(owner)
+    if part == "email":
+        return text if "@" in text else None
+    return text
 
 
 def _latest_past_owner(record: Mapping[str, Any]) -> Any:
+    # Profiles list past owners oldest first.
     past = record.get("past_owners") or []
-    return past[0] if past else None
+    return past[-1] if past else None
 
 
 def _trigger(key: str) -> Callable[[RunContext], str | None]:
@@ -236,11 +241,8 @@ def _trigger(key: str) -> Callable[[RunContext], str | None]:
 
 
 def _date_text(value: Any) -> str | None:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000).date().isoformat()
-    if isinstance(value, str):
-        return value[:10]
-    return as_text(value) or None
+    moment = as_utc(value)
+    return None if moment is None else moment.date().isoformat()
 
 
 def _trigger_attribute(attribute: str) -> Callable[[RunContext], str | None]:

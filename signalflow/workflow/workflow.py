@@ -44,7 +44,7 @@ from signalflow.workflow.schedule import (
     Schedule,
 )
 from signalflow.workflow.steps import BranchStep, Step, StepBase
-from signalflow.workflow.templates import parse_template
+from signalflow.workflow.templates import parse_template, qualify_steps
 from signalflow.workflow.variables import STEP_ID_PATTERN
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
@@ -156,6 +156,25 @@ class Workflow(BaseModel):
         """Map each named step's name to its id, for `${<step name>: <output>}`."""
         return {step.name: path for path, step in self.paths() if step.name}
 
+    def command_params(self, path: str) -> dict[str, Any]:
+        """The parameters to send with the step at `path`, as JSON-ready data.
+
+        References to a step by name (`${Research: AI Body}`) are rewritten to
+        its id, since an action service reads outputs keyed by step id and never
+        sees the workflow. Raises `StepPathError` for an unknown path.
+        """
+        step = self.step_at(path)
+        params: dict[str, Any] = step.params.model_dump(  # type: ignore[attr-defined]
+            mode="json", by_alias=True
+        )
+        names = self.step_names()
+        for loc, source in step.templates():
+            qualified = qualify_steps(
+                str(source), names, markup=source.markup == "markup"
+            )
+            _set_at(params, loc[1:], qualified)
+        return params
+
     def _container(self, path: str) -> tuple[list[Any], int]:
         if not isinstance(path, str) or not STEP_ID_PATTERN.match(path):
             raise StepPathError(f"expected a step id such as '2.then.0', got {path!r}")
@@ -172,6 +191,12 @@ class Workflow(BaseModel):
                 raise StepPathError(f"step {path!r} enters a step that is not a branch")
             steps = step.arm(arm == "then")
         raise StepPathError(f"expected a step id such as '2.then.0', got {path!r}")
+
+
+def _set_at(data: Any, loc: Loc, value: str) -> None:
+    for part in loc[:-1]:
+        data = data[part]
+    data[loc[-1]] = value
 
 
 def _sibling(path: str, index: int) -> str:
