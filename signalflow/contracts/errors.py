@@ -5,6 +5,7 @@
     ContractError                  anything wrong with a schema or a payload
     ├── SchemaLoadError            a schema file is missing, malformed or conflicting
     ├── EncodeError                a record does not fit its schema (names the field)
+    ├── InputError                 JSON input that is not a valid signal or profile
     └── DecodeError                bytes that are not a message of the expected schema
         ├── BadMarkerError         not Avro single-object encoding (no C3 01 marker)
         ├── UnknownFingerprintError  a writer schema no known version matches
@@ -16,6 +17,8 @@ so a service sends what raised a `DecodeError` to dead-letters and moves on.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class ContractError(Exception):
@@ -39,6 +42,27 @@ class EncodeError(ContractError):
         super().__init__(message)
         self.schema = schema
         self.field = field
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One reason JSON input was rejected: the field path and what was wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '(the object)'}: {self.message}"
+
+
+class InputError(ContractError):
+    """JSON input that does not validate; `problems` names every bad field."""
+
+    def __init__(self, kind: str, problems: list[FieldProblem]) -> None:
+        listed = "; ".join(str(problem) for problem in problems)
+        super().__init__(f"invalid {kind}: {listed}")
+        self.kind = kind
+        self.problems = problems
 
 
 class DecodeError(ContractError):
