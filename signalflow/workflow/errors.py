@@ -67,9 +67,11 @@ class TemplateSyntaxError(ValueError):
 def user_error(message: str, **context: Any) -> PydanticCustomError:
     """Return an error pydantic reports with its field path and `message` verbatim.
 
-    `message` may contain `{name}` placeholders filled from `context`.
+    With `context`, `message` is formatted with it first (`{value!r}` quotes the
+    bad value); without, it is used as written, braces included.
     """
-    return PydanticCustomError(OUR_ERROR_TYPE, message, context or None)
+    text = message.format(**context) if context else message
+    return PydanticCustomError(OUR_ERROR_TYPE, "{text}", {"text": text})
 
 
 def raise_at(title: str, problems: Iterable[tuple[tuple[str | int, ...], str]]) -> None:

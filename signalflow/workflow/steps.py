@@ -76,7 +76,7 @@ def _parse_or_report(value: str, parse: Any) -> None:
     try:
         parse()
     except TemplateSyntaxError as exc:
-        raise user_error("{text}", text=str(exc)) from None
+        raise user_error(str(exc)) from None
 
 
 MarkupTemplate = Annotated[str, AfterValidator(_markup_template)]

@@ -217,19 +217,29 @@ def qualify_steps(source: str, step_ids: Mapping[str, str], *, markup: bool) -> 
 def check_json_template(source: str) -> Template:
     """Parse a JSON payload template and prove it yields valid JSON.
 
-    Renders it with a sample value containing quotes and backslashes and parses
-    the result. Raises `TemplateSyntaxError` saying where the JSON breaks.
+    Each variable is replaced by a JSON string of its own length, so an error's
+    line and column point into the template as written. Raises
+    `TemplateSyntaxError` saying where the JSON breaks.
     """
     template = parse_template(source, markup=False)
-    sample = "".join(_json(node, None) for node in template.nodes)
+    stand_in = "".join(_json_stand_in(node) for node in template.nodes)
     try:
-        json.loads(sample)
+        json.loads(stand_in)
     except json.JSONDecodeError as exc:
         raise TemplateSyntaxError(
             f"The payload is not valid JSON ({exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}); variables stand for text values."
         ) from None
     return template
+
+
+def _json_stand_in(node: Node) -> str:
+    if isinstance(node, Text):
+        return node.text
+    if not isinstance(node, Var):
+        raise TypeError(f"expected a text or variable node, got {node!r}")
+    width = len(node.source)
+    return "x" * width if node.in_json_string else '"' + "x" * (width - 2) + '"'
 
 
 # --- parsing -------------------------------------------------------------------
@@ -482,8 +492,8 @@ def _walk(nodes: tuple[Node, ...]) -> Iterator[Node]:
 # --- rendering -------------------------------------------------------------------
 
 
-def _value(node: Var, ctx: RunContext | None) -> str:
-    value = 'sample "value" \\ text' if ctx is None else node.ref.resolve(ctx)
+def _value(node: Var, ctx: RunContext) -> str:
+    value = node.ref.resolve(ctx)
     if not value and node.default is not None:
         return node.default
     return value
@@ -553,7 +563,7 @@ def _html(node: Node, ctx: RunContext) -> str:
     raise TypeError(f"expected a template node, got {node!r}")
 
 
-def _json(node: Node, ctx: RunContext | None) -> str:
+def _json(node: Node, ctx: RunContext) -> str:
     if isinstance(node, Var):
         encoded = json.dumps(_value(node, ctx), ensure_ascii=False)
         return encoded[1:-1] if node.in_json_string else encoded

@@ -316,7 +316,7 @@ class _OutputCheck:
             if (variable.producer, variable.output) in available.outputs:
                 return None
             return (
-                f"${ref.name} comes from a {_kind_words(variable.producer)} step, and "
+                f"${ref.name} comes from {_kind_words(variable.producer)} step, and "
                 "no such step runs before this one on every path."
             )
         if ref.kind == "step_output":
@@ -345,8 +345,10 @@ class _OutputCheck:
 
 
 def _kind_words(kind: str) -> str:
+    """The step kind with its article: 'an AI message', 'a sequence'."""
     words = {"ai_message": "AI message", "crm_upsert": "CRM create-or-update"}
-    return words.get(kind, kind.replace("_", " "))
+    text = words.get(kind, kind.replace("_", " "))
+    return f"{'an' if text[0] in 'AEIOUaeiou' else 'a'} {text}"
 
 
 # --- references to other saved objects -------------------------------------------
