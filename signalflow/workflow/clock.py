@@ -60,3 +60,21 @@ def months_elapsed_at(start: datetime, months: int) -> datetime:
     return shifted.replace(
         year=year, month=month + 1, day=1, hour=0, minute=0, second=0, microsecond=0
     )
+
+
+def months_reached(start: datetime, now: datetime, months: int) -> bool:
+    """Whether `now >= months_elapsed_at(start, months)`, without building dates.
+
+    The matcher asks this for every prospect with a "before N months ago"
+    predicate, so it compares calendar fields instead of shifting datetimes.
+    """
+    if start.tzinfo is not UTC:
+        start = start.astimezone(UTC)
+    if now.tzinfo is not UTC:
+        now = now.astimezone(UTC)
+    elapsed = (now.year - start.year) * 12 + now.month - start.month
+    if elapsed != months:
+        return elapsed > months
+    if start.day > 28 and start.day > calendar.monthrange(now.year, now.month)[1]:
+        return False
+    return (now.day, now.time()) >= (start.day, start.time())

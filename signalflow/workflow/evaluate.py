@@ -13,7 +13,9 @@ Time rules (the same in every function here):
 
 - "within the last N days" holds while `now < at + N days`;
 - "before N days ago" holds from `now >= at + N days` on;
-- "before N months ago" holds from `months_elapsed_at(at, N)` on (calendar months);
+- "before N months ago" holds from `months_elapsed_at(at, N)` on: the same day
+  and time N calendar months later, or the first instant of the month after that
+  when it is too short (31 August plus six months is reached on 1 March);
 - a signal, or an activity, dated in the future counts as within any window.
 """
 
@@ -25,7 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from signalflow.workflow.clock import add_months, as_utc, months_elapsed_at, parse_when
+from signalflow.workflow.clock import (
+    as_utc,
+    months_elapsed_at,
+    months_reached,
+    parse_when,
+)
 from signalflow.workflow.filters import (
     AllOf,
     AnyOf,
@@ -216,14 +223,6 @@ def _signal_predicate(node: CompanySignal | PersonSignal) -> Predicate:
 def _activity_predicate(node: LastActivity) -> Predicate:
     condition, or_empty, months = node.condition, node.or_empty, node.months
     span = timedelta(days=node.days or 0)
-    # The month cutoff depends on `now` only; a matcher evaluates many prospects
-    # at the same `now`, so the last one is kept.
-    memo: list[datetime] = []
-
-    def month_cutoff(now: datetime) -> datetime:
-        if not memo or memo[0] != now:
-            memo[:] = [now, add_months(now, -(months or 0))]
-        return memo[1]
 
     def holds(state: ProspectState, now: datetime) -> bool:
         last = as_utc(state.person.get("last_activity_at"))
@@ -234,8 +233,7 @@ def _activity_predicate(node: LastActivity) -> Predicate:
         if condition == "within":
             return now < last + span
         if months:
-            # Same as now >= months_elapsed_at(last, months), see clock.py.
-            return last <= month_cutoff(now)
+            return months_reached(last, now, months)
         return now >= last + span
 
     return holds

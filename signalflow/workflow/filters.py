@@ -262,7 +262,8 @@ class LastActivity(FilterNode):
       months old (one of the two), or with `or_empty` there is none at all;
     - `within`: the last activity happened less than `days` days ago.
 
-    A calendar month back from the 31st lands on the last day of a shorter month.
+    "N months ago" counts calendar months: an activity on 31 August is six months
+    old from 1 March on (February has no 31st), one on 15 August from 15 February.
     """
 
     kind: Literal["last_activity"] = "last_activity"
