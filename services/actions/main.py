@@ -14,5 +14,5 @@ def main(action: ActionType) -> None:
     """Run the action service of `action` until SIGTERM or SIGINT."""
     configure_logging(f"action-{action}")
     own = ActionSettings()
-    service = ActionService(get_settings(), action)
+    service = ActionService(get_settings(), action, own=own)
     asyncio.run(serve(service, host=own.host, port=own.port_for(action)))
