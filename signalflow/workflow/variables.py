@@ -47,6 +47,13 @@ class Variable:
     producer: StepKindName | None = None
     output: str | None = None
 
+    @property
+    def source(self) -> str:
+        """Where the value comes from, in words (for the documentation)."""
+        if self.producer is not None:
+            return f"output `{self.output}` of a `{self.producer}` step"
+        return (self.resolve.__doc__ or "").strip()
+
 
 @dataclass
 class RunContext:
@@ -167,6 +174,7 @@ def _person(*names: str) -> Callable[[RunContext], str | None]:
     def resolve(ctx: RunContext) -> str | None:
         return _first(ctx.field_value("person", name) for name in names)
 
+    resolve.__doc__ = _fields_doc("person", names)
     return resolve
 
 
@@ -174,7 +182,12 @@ def _account(*names: str) -> Callable[[RunContext], str | None]:
     def resolve(ctx: RunContext) -> str | None:
         return _first(ctx.field_value("account", name) for name in names)
 
+    resolve.__doc__ = _fields_doc("account", names)
     return resolve
+
+
+def _fields_doc(scope: str, names: tuple[str, ...]) -> str:
+    return f"{scope} field " + ", else ".join(f"`{name}`" for name in names)
 
 
 def _first(values: Iterable[Any]) -> str | None:
@@ -185,6 +198,7 @@ def _first(values: Iterable[Any]) -> str | None:
 
 
 def _full_name(ctx: RunContext) -> str | None:
+    """person field `full_name`, else `name`, else first and last name"""
     given = _person("full_name", "name")(ctx)
     if given:
         return given
@@ -203,6 +217,12 @@ def _owner(
         named = fields.get(f"owner_{part}")
         return _first([named]) or _owner_part(record.get("owner"), part)
 
+    where = "person" if scope == "person" else "account"
+    resolve.__doc__ = (
+        f"last of the {where}'s `past_owners`"
+        if past
+        else f"{where} field `owner_{part}`, else the {where}'s `owner`"
+    )
     return resolve
 
 
@@ -237,6 +257,7 @@ def _trigger(key: str) -> Callable[[RunContext], str | None]:
             return _date_text(value)
         return as_text(value) or None
 
+    resolve.__doc__ = f"newest signal's `{key}`"
     return resolve
 
 
@@ -251,6 +272,7 @@ def _trigger_attribute(attribute: str) -> Callable[[RunContext], str | None]:
             return None
         return _first([(ctx.trigger.get("attributes") or {}).get(attribute)])
 
+    resolve.__doc__ = f"newest signal's attribute `{attribute}`"
     return resolve
 
 
@@ -258,6 +280,8 @@ def _signal(type_name: str, *attributes: str) -> Callable[[RunContext], str | No
     def resolve(ctx: RunContext) -> str | None:
         return _first(ctx.signal_attribute(type_name, name) for name in attributes)
 
+    names = ", else ".join(f"`{name}`" for name in attributes)
+    resolve.__doc__ = f"latest `{type_name}` signal's attribute {names}"
     return resolve
 
 
@@ -619,3 +643,41 @@ SIGNAL_ATTRIBUTE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*
 def outputs_of(kind: StepKindName) -> tuple[Variable, ...]:
     """Return the output variables a step kind provides."""
     return tuple(variable for variable in CATALOG if variable.producer == kind)
+
+
+_GROUP_TITLES: dict[VariableGroup, str] = {
+    "person": "Person",
+    "account": "Account",
+    "owner": "Owners",
+    "signal": "Signals",
+    "output": "Outputs of earlier steps",
+}
+
+
+def catalog_markdown() -> str:
+    """Render the catalog as the Markdown tables of `docs/variables.md`."""
+    lines: list[str] = []
+    for group, title in _GROUP_TITLES.items():
+        lines += [f"### {title}", ""]
+        if group == "output":
+            lines += ["| variable | produced by | output | meaning | example |"]
+            lines += ["|---|---|---|---|---|"]
+        else:
+            lines += ["| variable | meaning | read from | example |"]
+            lines += ["|---|---|---|---|"]
+        for variable in CATALOG:
+            if variable.group != group:
+                continue
+            cells = [f"`${variable.name}`"]
+            if group == "output":
+                cells += [f"`{variable.producer}`", f"`{variable.output}`"]
+                cells += [variable.description, f"`{variable.example}`"]
+            else:
+                cells += [
+                    variable.description,
+                    variable.source,
+                    f"`{variable.example}`",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
