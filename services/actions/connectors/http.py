@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
 from services.actions.connectors.limits import CallLimiter
+from services.actions.connectors.settings import ConnectorSettings
 from services.actions.errors import (
     ActionError,
     PermanentError,
@@ -274,3 +275,84 @@ class VendorHttp:
             scrub_secrets(detail, self._secrets),
             retry_after_s=retry_after_s,
         )
+
+
+class HttpConnector:
+    """Base of the httpx connectors: lifecycle, limiter and one `VendorHttp`.
+
+    Subclasses set `vendor` and provide `base_url`, `auth_headers` and
+    `secrets`, and may override `describe_error` to pull the vendor's own
+    message out of an error body. `start()` opens the client (refusing to start
+    twice), `close()` closes it; `async with` does both. `transport` replaces
+    the network, for unit tests with `httpx.MockTransport`.
+    """
+
+    vendor: ClassVar[str] = "vendor"
+
+    def __init__(
+        self,
+        settings: ConnectorSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self.limiter = CallLimiter(
+            self.vendor,
+            max_concurrency=settings.max_concurrency,
+            rate_per_s=settings.rate_per_s,
+        )
+        self._http: VendorHttp | None = None
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Open the HTTP client; raises RuntimeError when already started."""
+        if self._http is not None:
+            raise RuntimeError(f"the {self.vendor} connector is already started")
+        self._http = VendorHttp(
+            self.vendor,
+            base_url=self.base_url(),
+            headers=self.auth_headers(),
+            timeout_s=self._settings.timeout_s,
+            max_response_bytes=self._settings.max_response_bytes,
+            limiter=self.limiter,
+            secrets=self.secrets(),
+            describe_error=self.describe_error,
+            transport=self._transport,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP client; calls still in flight fail."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    @property
+    def http(self) -> VendorHttp:
+        """The started client; raises RuntimeError before `start()`."""
+        if self._http is None:
+            raise RuntimeError(f"the {self.vendor} connector is not started")
+        return self._http
+
+    def base_url(self) -> str:
+        """Where the vendor's API is."""
+        raise NotImplementedError
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers sent with every request (credentials, content type)."""
+        raise NotImplementedError
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in an error message."""
+        raise NotImplementedError
+
+    @staticmethod
+    def describe_error(document: Any) -> str | None:
+        """The vendor's own message in an error body, or None to show it raw."""
+        return None
