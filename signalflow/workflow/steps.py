@@ -92,7 +92,10 @@ CrmFieldName = Annotated[str, Field(pattern=CRM_FIELD_PATTERN)]
 class Params(BaseModel):
     """Base of every step's parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # `serialize_by_alias` writes a branch's `else_` as `else`, as users write it.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
 
 
 # --- people a step can address ----------------------------------------------------
@@ -505,6 +508,9 @@ class StepBase(BaseModel):
     action_type: ClassVar[ActionType | None] = None
     outputs: ClassVar[tuple[str, ...]] = ()
 
+    # Each kind narrows these: its literal tag and its parameter model.
+    kind: str
+    params: Params
     name: str | None = Field(default=None, min_length=1, max_length=80)
     on_error: Literal["stop", "continue"] = "stop"
     max_attempts: int = Field(default=5, ge=1, le=20)
@@ -525,9 +531,7 @@ class StepBase(BaseModel):
 
     def templates(self) -> Iterator[tuple[tuple[str | int, ...], TemplateSource]]:
         """Yield every template of this step with its path below the step."""
-        params = getattr(self, "params", None)
-        if isinstance(params, BaseModel):
-            yield from _templates_in(params, ("params",))
+        yield from _templates_in(self.params, ("params",))
 
 
 def _templates_in(

@@ -115,7 +115,8 @@ class Workflow(BaseModel):
     def step_at(self, path: str) -> StepBase:
         """Return the step a path names. Raises `StepPathError` for any other path."""
         steps, index = self._container(path)
-        return steps[index]
+        step: StepBase = steps[index]
+        return step
 
     def first_path(self) -> str:
         """The id of the step every run starts with."""
@@ -164,9 +165,7 @@ class Workflow(BaseModel):
         sees the workflow. Raises `StepPathError` for an unknown path.
         """
         step = self.step_at(path)
-        params: dict[str, Any] = step.params.model_dump(  # type: ignore[attr-defined]
-            mode="json", by_alias=True
-        )
+        params: dict[str, Any] = step.params.model_dump(mode="json", by_alias=True)
         names = self.step_names()
         for loc, source in step.templates():
             qualified = qualify_steps(
@@ -258,7 +257,7 @@ class _Available:
     steps: frozenset[str]  # step ids
 
     def after(self, path: str, step: StepBase) -> _Available:
-        made = {(step.kind, name) for name in step.produces()}  # type: ignore[attr-defined]
+        made = {(step.kind, name) for name in step.produces()}
         return _Available(self.outputs | made, self.steps | {path})
 
 
@@ -333,7 +332,7 @@ class _OutputCheck:
         if path not in available.steps:
             return f"Step {ref.step!r} does not run before this one on every path."
         variable = ref.variable
-        if variable is not None and variable.producer != step.kind:  # type: ignore[attr-defined]
+        if variable is not None and variable.producer != step.kind:
             return f"Step {ref.step!r} does not produce {ref.name!r}."
         if ref.output not in step.produces():
             outputs = ", ".join(step.produces()) or "nothing"

@@ -617,3 +617,20 @@ def test_every_case_is_a_distinct_definition() -> None:
         variants.append(repr(data))
 
     assert len(set(variants)) == len(WORKFLOW_CASES) >= 25
+
+
+def test_models_publish_a_json_schema_for_the_api() -> None:
+    workflow_schema = Workflow.model_json_schema(by_alias=True)
+    audience_schema = Audience.model_json_schema()
+
+    branch = workflow_schema["$defs"]["BranchParams"]["properties"]
+    assert set(branch) == {"condition", "then", "else"}
+    assert "filter" in audience_schema["properties"]
+
+
+def test_saved_json_writes_branch_arms_as_users_do() -> None:
+    workflow = Workflow.model_validate(valid_workflow())
+
+    saved = workflow.model_dump(mode="json")
+
+    assert set(saved["steps"][3]["params"]) == {"condition", "then", "else"}
