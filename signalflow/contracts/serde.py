@@ -17,13 +17,11 @@ the newest (the reader's) version, so services old and new interoperate.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
 
-from fastavro import schemaless_reader, schemaless_writer
-
+from signalflow.contracts.avro_calls import Reader, compile_reader, compile_writer
 from signalflow.contracts.errors import (
     BadMarkerError,
     ContractError,
@@ -42,26 +40,19 @@ HEADER_SIZE = len(MARKER) + 8
 Record = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Reading:
-    """How to read bytes of one writer schema: the writer and, if different, the
-    reader schema to resolve into (None when they are the same)."""
-
-    writer: Any
-    reader: Any
-
-
 class _Route:
-    """Everything precompiled for one logical schema under one set of pins."""
+    """Everything precompiled for one logical schema under one set of pins: the
+    header and writer it encodes with, and a reader per writer fingerprint seen."""
 
-    __slots__ = ("name", "writer", "header", "readings")
+    __slots__ = ("name", "writer", "header", "write", "readers")
 
     def __init__(self, name: str, writer: ResolvedSchema) -> None:
         self.name = name
         self.writer = writer
         self.header = MARKER + writer.fingerprint
-        self.readings: dict[bytes, _Reading] = {
-            writer.fingerprint: _Reading(writer.parsed, None)
+        self.write = compile_writer(writer.parsed)
+        self.readers: dict[bytes, Reader] = {
+            writer.fingerprint: compile_reader(writer.parsed)
         }
 
 
@@ -110,13 +101,12 @@ class Codec:
         EncodeError naming the offending field when the record does not fit.
         """
         route = self._route(name)
-        buffer = BytesIO()
-        buffer.write(route.header)
+        buffer = bytearray(route.header)
         try:
-            schemaless_writer(buffer, route.writer.parsed, record)
+            route.write(buffer, record)
         except Exception as exc:  # fastavro raises whatever the bad value raises
             raise _explain_encode_failure(route, record, exc) from exc
-        return buffer.getvalue()
+        return bytes(buffer)
 
     def decode(self, name: str, data: bytes) -> Record:
         """Decode a single-object message into a record of schema `name`.
@@ -133,11 +123,11 @@ class Codec:
                 schema=name,
             )
         fingerprint = data[2:HEADER_SIZE]
-        reading = route.readings.get(fingerprint) or self._reading(route, fingerprint)
+        read = route.readers.get(fingerprint) or self._reader(route, fingerprint)
         buffer = BytesIO(data)
         buffer.seek(HEADER_SIZE)
         try:
-            record = schemaless_reader(buffer, reading.writer, reading.reader)
+            record = read(buffer)
         except Exception as exc:  # fastavro raises whatever the bad bytes cause
             raise _explain_decode_failure(name, data, buffer, exc) from exc
         if buffer.tell() != len(data):
@@ -156,7 +146,7 @@ class Codec:
                 f"expected one of the schemas {sorted(self._routes)!r}, got {name!r}"
             ) from None
 
-    def _reading(self, route: _Route, fingerprint: bytes) -> _Reading:
+    def _reader(self, route: _Route, fingerprint: bytes) -> Reader:
         """Find, compile and cache how to read another writer version."""
         if len(fingerprint) < 8:
             raise TruncatedBodyError(
@@ -171,10 +161,10 @@ class Codec:
                 schema=route.name,
                 fingerprint=fingerprint,
             )
-        reading = _Reading(writer.parsed, route.writer.parsed)
+        read = compile_reader(writer.parsed, route.writer.parsed)
         # A dict assignment is atomic: threads racing here compute the same value.
-        route.readings[fingerprint] = reading
-        return reading
+        route.readers[fingerprint] = read
+        return read
 
 
 def _explain_decode_failure(
