@@ -1,0 +1,249 @@
+"""A partition matcher on in-memory state, a test clock and the real Redis.
+
+Fakes sit at the matcher's own seams only: definitions come from a dict, and the
+outbox keeps what would be sent (numbering offsets like a partition would).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as redis
+
+from services.matcher.catalog import Catalog
+from services.matcher.clock import TestClock
+from services.matcher.engine import PartitionMatcher
+from services.matcher.limits import SharedLimits
+from services.matcher.settings import MatcherSettings
+from services.matcher.store import PartitionState
+from signalflow.workflow import Audience, Workflow
+
+Json = dict[str, Any]
+
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+
+NOTIFY_STEP = {
+    "kind": "delay",
+    "params": {"minutes": 1},
+}
+
+
+@dataclass
+class Definitions:
+    """Saved definitions by id and version."""
+
+    workflows: dict[tuple[str, int], Workflow] = field(default_factory=dict)
+    saved: dict[str, Audience] = field(default_factory=dict)
+
+    def workflow(self, workflow_id: str, version: int | None = None) -> Workflow | None:
+        if version is None:
+            versions = [v for (w, v) in self.workflows if w == workflow_id]
+            version = max(versions, default=0)
+        return self.workflows.get((workflow_id, version))
+
+    def audience(self, audience_id: str, version: int | None = None) -> Audience | None:
+        return self.saved.get(audience_id)
+
+    def audiences(self) -> dict[str, Audience]:
+        return dict(self.saved)
+
+
+@dataclass
+class RecordingOutbox:
+    """Keeps what the matcher sends, numbering enrollments like a partition."""
+
+    enrollments: list[Json] = field(default_factory=list)
+    statuses: list[Json] = field(default_factory=list)
+
+    async def send_enrollments(
+        self, partition: int, records: Sequence[Json]
+    ) -> list[int]:
+        first = len(self.enrollments)
+        self.enrollments.extend(records)
+        return list(range(first, first + len(records)))
+
+    async def send_status(self, record: Json) -> None:
+        self.statuses.append(record)
+
+    def people(self, workflow_id: str | None = None, mode: str = "LIVE") -> list[str]:
+        return [
+            e["person_key"]
+            for e in self.enrollments
+            if e["mode"] == mode and workflow_id in (None, e["workflow_id"])
+        ]
+
+
+class Harness:
+    """One partition's matcher with helpers to feed it."""
+
+    def __init__(self, redis_client: redis.Redis, **settings: Any) -> None:
+        self.clock = TestClock(START)
+        self.definitions = Definitions()
+        self.outbox = RecordingOutbox()
+        self.catalog = Catalog(self.definitions, wait_s=0.2, poll_s=0.05)
+        self.limits = SharedLimits(redis_client, prefix=f"t{uuid.uuid4().hex[:8]}.")
+        self.settings = MatcherSettings(**settings)
+        self.state = PartitionState.in_memory()
+        self.matcher = self.new_matcher()
+        self._commands = 0
+        self._signals = 0
+
+    def new_matcher(self) -> PartitionMatcher:
+        """A matcher over the same state (as after a restart)."""
+        return PartitionMatcher(
+            0,
+            self.state,
+            catalog=self.catalog,
+            limits=self.limits,
+            outbox=self.outbox,
+            clock=self.clock,
+            settings=self.settings,
+        )
+
+    # definitions
+
+    def save(
+        self,
+        audience_filter: Json,
+        *,
+        workflow_id: str = "wf",
+        version: int = 1,
+        **workflow: Any,
+    ) -> None:
+        audience_id = f"{workflow_id}-audience"
+        self.definitions.saved[audience_id] = Audience.model_validate(
+            {"id": audience_id, "name": audience_id, "filter": audience_filter}
+        )
+        body = {
+            "id": workflow_id,
+            "name": workflow_id,
+            "audience_id": audience_id,
+            "steps": [NOTIFY_STEP],
+            "status": "active",
+            **workflow,
+        }
+        self.definitions.workflows[(workflow_id, version)] = Workflow.model_validate(
+            body
+        )
+
+    async def control(
+        self,
+        kind: str,
+        *,
+        workflow_id: str = "wf",
+        version: int = 1,
+        timing: str | None = None,
+        limit: int | None = None,
+        command_id: str | None = None,
+    ) -> str:
+        self._commands += 1
+        command_id = command_id or f"cmd-{uuid.uuid4().hex[:8]}"
+        await self.matcher.on_control(
+            {
+                "command_id": command_id,
+                "kind": kind,
+                "workflow_id": workflow_id,
+                "workflow_version": version,
+                "execution_timing": timing,
+                "limit": limit,
+                "issued_at": self.clock.now(),
+                "partition_count": 1,
+            }
+        )
+        return command_id
+
+    async def activate(
+        self,
+        audience_filter: Json,
+        *,
+        timing: str = "ALL_CURRENT",
+        workflow_id: str = "wf",
+        **workflow: Any,
+    ) -> None:
+        self.save(audience_filter, workflow_id=workflow_id, **workflow)
+        await self.control("ACTIVATE", workflow_id=workflow_id, timing=timing)
+
+    # input
+
+    async def person(
+        self,
+        key: str,
+        account: str,
+        *,
+        email: str | None = "x@y.z",
+        owner: str | None = None,
+        last_activity: datetime | None = None,
+        updated: datetime | None = None,
+        deleted: bool = False,
+        **fields: Any,
+    ) -> None:
+        await self.matcher.on_profile(
+            {
+                "key": key,
+                "kind": "PERSON",
+                "account_key": account,
+                "updated_at": updated or self.clock.now(),
+                "deleted": deleted,
+                "email": email,
+                "owner": owner,
+                "past_owners": [],
+                "last_activity_at": last_activity,
+                "fields": fields,
+            }
+        )
+
+    async def account(
+        self,
+        key: str,
+        *,
+        owner: str | None = None,
+        updated: datetime | None = None,
+        **fields: Any,
+    ) -> None:
+        await self.matcher.on_profile(
+            {
+                "key": key,
+                "kind": "ACCOUNT",
+                "account_key": key,
+                "updated_at": updated or self.clock.now(),
+                "deleted": False,
+                "email": None,
+                "owner": owner,
+                "past_owners": [],
+                "last_activity_at": None,
+                "fields": fields,
+            }
+        )
+
+    async def signal(
+        self,
+        kind: str,
+        account: str,
+        person: str | None = None,
+        *,
+        at: datetime | None = None,
+        signal_id: str | None = None,
+        **attributes: str,
+    ) -> bool:
+        self._signals += 1
+        return await self.matcher.on_signal(
+            {
+                "signal_id": signal_id or f"s{self._signals}",
+                "type": kind,
+                "scope": "PERSON" if person else "COMPANY",
+                "account_key": account,
+                "person_key": person,
+                "occurred_at": at or self.clock.now(),
+                "source": "test",
+                "attributes": attributes,
+            }
+        )
+
+    async def tick(self, advance: timedelta | None = None) -> None:
+        if advance is not None:
+            self.clock.advance(advance)
+        await self.matcher.on_tick()
