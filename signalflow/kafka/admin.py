@@ -130,8 +130,9 @@ def ensure_topics(
 ) -> TopicChanges:
     """Make the cluster's topics match the table; report what changed.
 
-    Waits until every created topic and added partition has a leader, so a client
-    can use them as soon as this returns. With `dry_run`, changes nothing and
+    Waits until every created topic and added partition has a leader and every
+    altered config is in effect, so clients (and a second run) see the result as
+    soon as this returns. With `dry_run`, changes nothing and
     reports what it would change. Raises TopicAdminError when the cluster refuses
     an operation (e.g. a replication factor above its broker count) or does not
     answer within `timeout_s`.
@@ -202,7 +203,9 @@ def describe_topics(
     wanted = list(wanted)
     metadata = _metadata(admin, timeout_s)
     present = [topic for topic in wanted if topic.full_name in metadata.topics]
-    configs = _describe_configs(admin, present, timeout_s)
+    configs = _describe_configs(
+        admin, {topic.full_name: topic.configs for topic in present}, timeout_s
+    )
     existing = {}
     for topic in present:
         partitions = metadata.topics[topic.full_name].partitions
@@ -292,6 +295,7 @@ def _apply(admin: AdminClient, plan: TopicPlan, *, timeout_s: float) -> None:
     expected = {topic.full_name: topic.partitions for topic in plan.create}
     expected.update(plan.add_partitions)
     _wait_for_leaders(admin, expected, timeout_s)
+    _wait_for_configs(admin, plan.set_configs, timeout_s)
 
 
 def _wait_for_leaders(
@@ -333,18 +337,36 @@ def _metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
 
 
 def _describe_configs(
-    admin: AdminClient, topics: list[ResolvedTopic], timeout_s: float
+    admin: AdminClient, keys: Mapping[str, Iterable[str]], timeout_s: float
 ) -> dict[str, dict[str, str | None]]:
-    if not topics:
+    """Return, per topic named in `keys`, the current value of each of its keys."""
+    if not keys:
         return {}
-    by_name = {topic.full_name: topic for topic in topics}
-    resources = [ConfigResource(ResourceType.TOPIC, name) for name in by_name]
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in keys]
     futures = admin.describe_configs(resources, request_timeout=timeout_s)
     described = _results({r.name: f for r, f in futures.items()}, "describe", timeout_s)
     return {
-        name: {key: _config_value(entries.get(key)) for key in by_name[name].configs}
+        name: {key: _config_value(entries.get(key)) for key in keys[name]}
         for name, entries in described.items()
     }
+
+
+def _wait_for_configs(
+    admin: AdminClient, wanted: Mapping[str, Mapping[str, str]], timeout_s: float
+) -> None:
+    # A broker applies an altered config when the controller's metadata reaches it,
+    # a moment after the alteration was accepted.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = _describe_configs(admin, wanted, timeout_s)
+        if all(current[name] == dict(configs) for name, configs in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TopicAdminError(
+                f"expected configs {dict(wanted)!r} to apply within {timeout_s:.0f}s, "
+                f"the cluster still has {current!r}"
+            )
+        time.sleep(_POLL_S)
 
 
 def _config_value(entry: ConfigEntry | None) -> str | None:

@@ -102,6 +102,9 @@ def kafka_stop() -> None:
     with _reported_errors():
         kafka.stop()
     pids = [node.pid for node in status.nodes if node.alive]
+    if not pids:
+        out.print(f"Kafka at {status.bootstrap} was not running; cleared its record")
+        return
     out.print(f"Stopped Kafka at {status.bootstrap} (pids {pids})")
 
 
@@ -197,6 +200,9 @@ def redis_stop() -> None:
         return
     with _reported_errors():
         redis.stop()
+    if not status.alive:
+        out.print(f"Redis at {status.url} was not running; cleared its record")
+        return
     out.print(f"Stopped Redis at {status.url} (pid {status.pid})")
 
 

@@ -40,7 +40,11 @@ class ProcessRecord:
             if stat is None:
                 return False
             state, start_time = stat
-            return state != "Z" and start_time == self.start_time
+            if state == "Z":
+                # It may have exited after the reap above; reap it now.
+                _reap(self.pid)
+                return False
+            return start_time == self.start_time
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
