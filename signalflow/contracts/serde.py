@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from io import BytesIO
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn
 
 from signalflow.contracts.avro_calls import Reader, compile_reader, compile_writer
 from signalflow.contracts.errors import (
@@ -100,7 +100,7 @@ class Codec:
         Timestamps may be given as aware datetimes or as epoch milliseconds. Raises
         EncodeError naming the offending field when the record does not fit.
         """
-        route = self._route(name)
+        route = self._routes.get(name) or self._unknown(name)
         buffer = bytearray(route.header)
         try:
             route.write(buffer, record)
@@ -116,8 +116,8 @@ class Codec:
         unless pinned). Raises BadMarkerError, UnknownFingerprintError,
         TruncatedBodyError or CorruptBodyError, all DecodeErrors.
         """
-        route = self._route(name)
-        if data[:2] != MARKER:
+        route = self._routes.get(name) or self._unknown(name)
+        if not data.startswith(MARKER):
             raise BadMarkerError(
                 f"expected a {name!r} message starting with C3 01, got {data[:2]!r}",
                 schema=name,
@@ -127,7 +127,7 @@ class Codec:
         buffer = BytesIO(data)
         buffer.seek(HEADER_SIZE)
         try:
-            record = read(buffer)
+            record: Record = read(buffer)
         except Exception as exc:  # fastavro raises whatever the bad bytes cause
             raise _explain_decode_failure(name, data, buffer, exc) from exc
         if buffer.tell() != len(data):
@@ -136,15 +136,15 @@ class Codec:
                 " record",
                 schema=name,
             )
-        return cast(Record, record)
+        return record
 
     def _route(self, name: str) -> _Route:
-        try:
-            return self._routes[name]
-        except KeyError:
-            raise ContractError(
-                f"expected one of the schemas {sorted(self._routes)!r}, got {name!r}"
-            ) from None
+        return self._routes.get(name) or self._unknown(name)
+
+    def _unknown(self, name: str) -> NoReturn:
+        raise ContractError(
+            f"expected one of the schemas {sorted(self._routes)!r}, got {name!r}"
+        )
 
     def _reader(self, route: _Route, fingerprint: bytes) -> Reader:
         """Find, compile and cache how to read another writer version."""
