@@ -90,6 +90,10 @@ class Service(abc.ABC):
         """Return the health report; subclasses add their own details."""
         return {"service": self.name, "state": str(self.state)}
 
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP routes the service serves beside `/health` (none by default)."""
+        return []
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -121,6 +125,7 @@ class HealthServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/health", self._health)
+        app.router.add_routes(self._service.routes())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
