@@ -1,41 +1,335 @@
-"""The matcher's faust application."""
+"""The matcher's faust worker: topics, tables, agents, timer and health page.
+
+Data flow. Signals are keyed by account and read as they are. Profiles are keyed
+by person or account; `repartition_profiles` re-keys each by its account into the
+internal topic `<app id>-profiles-by-account` (once, with faust's producer, whose
+partitioner is Kafka's murmur2 like the Java client's), so a partition number
+means the same accounts on every input. One agent, `match`, reads signals,
+re-keyed profiles, control commands and the internal ticks topic, and hands each
+record to the `PartitionMatcher` of its partition. Faust's assignor gives a worker
+the same partition numbers of all these co-partitioned topics and of the tables'
+changelogs. A faust timer sends a tick to every partition the worker owns; the tick
+is processed like any record, so time-driven work (timers, scheduled runs, status)
+happens inside a partition's event context, where faust's table writes must happen.
+
+Exactly once across SIGKILL, restarts and rebalances. Faust (at-least-once)
+commits a source offset only after flushing its producer, so every table write and
+every send caused by records up to a committed offset reached Kafka first; records
+after it are processed again after a crash. Three rules make that replay harmless:
+
+1. An enrollment is sent and acknowledged *before* the tables record it (the
+   `emitted` run id and the `enrolled` epoch). Its run id is derived from
+   (workflow, person, epoch), so a replay decides the same id. A crash between the
+   acknowledgement and the changelog write leaves the enrollment in the topic and
+   not in the table: when a replica takes up a partition, `reconcile()` reads the
+   partition of the `enrollments` topic (the matcher sends there with an explicit
+   partition) from the last offset the table recorded to the end, and records what
+   it finds. Only then does the partition process records; the replayed record
+   then finds its run id in `emitted` and records the enrollment without sending
+   it again. A crash before the acknowledgement leaves neither, and the replay
+   sends it.
+2. Every state update is idempotent (a signal id is applied once, a profile keeps
+   the newest `updated_at`, a pending entry is added once), and evaluation runs
+   even for a duplicate, so a replayed record decides what it decided the first
+   time.
+3. RocksDB keeps writes locally as they happen, before their changelog records
+   are delivered. After an unclean stop the local store may hold writes that never
+   reached the changelog, and the changelog is what other replicas rebuild from.
+   A replica that did not stop cleanly therefore discards its local tables and
+   rebuilds them from the changelogs (`main.discard_state_after_crash`), so the
+   recovered tables are exactly what Kafka has.
+
+Caps held in Redis are claimed per run id (a second claim of the same id is a
+yes that does not count again), so a replay does not use up places either. A
+zombie replica (paused past its session, still sending) is not fenced; that needs
+transactions, which this design does without.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from typing import Any
+
 import faust
+import redis.asyncio as redis
+from faust.types import TP
 from faust.web import Request, Response, View
 
+from services.matcher.catalog import Catalog, DefinitionMissingError
+from services.matcher.clock import Clock, FileClock, SystemClock
+from services.matcher.engine import PartitionMatcher
+from services.matcher.limits import SharedLimits
+from services.matcher.outbox import DeadLetterSender, FaustOutbox, reconcile
 from services.matcher.settings import MatcherSettings
+from services.matcher.tables import make_tables, partition_state
+from signalflow.contracts import Codec, ContractError
+from signalflow.contracts.inputs import validate_profile, validate_signal
+from signalflow.definitions import DefinitionLog
 from signalflow.settings import Settings
-from signalflow.topics import Topics
+from signalflow.topics import Topics, spec_for
+
+log = logging.getLogger(__name__)
+
+SERVICE = "matcher"
 
 
-def create_app(settings: Settings, own: MatcherSettings) -> faust.App:
-    """Build the faust app: broker from settings, tables in RocksDB, health page."""
-    app = faust.App(
-        f"{settings.topic_prefix}signalflow.matcher",
-        broker=[
-            f"kafka://{server}"
-            for server in settings.kafka.bootstrap_servers.split(",")
-        ],
-        store="rocksdb://",
-        datadir=str(own.data_dir),
-        web_host=own.host,
-        web_port=own.port,
-        topic_partitions=settings.default_partitions,
-        topic_replication_factor=settings.replication_factor,
+def app_id(settings: Settings) -> str:
+    """The faust app id: the consumer group and the prefix of internal topics."""
+    return f"{settings.topic_prefix}signalflow.{SERVICE}"
+
+
+def internal_topic_names(settings: Settings) -> dict[str, str]:
+    """The names of the topics the matcher keeps for itself."""
+    base = app_id(settings)
+    return {
+        "ticks": f"{base}-ticks",
+        "profiles_by_account": f"{base}-profiles-by-account",
+    }
+
+
+def input_partitions(settings: Settings) -> int:
+    """How many partitions signals (and so every co-partitioned topic) have."""
+    return Topics(settings).resolve(spec_for("signals")).partitions
+
+
+class MatcherWorker:
+    """Everything one matcher replica runs inside its faust app.
+
+    Args:
+        settings: the environment.
+        own: the matcher's settings.
+        clock: the time decisions use (default: the system clock, or the clock
+            file when the settings name one).
+    """
+
+    def __init__(
+        self, settings: Settings, own: MatcherSettings, *, clock: Clock | None = None
+    ) -> None:
+        self.settings = settings
+        self.own = own
+        self.clock = clock or (
+            FileClock(own.clock_file) if own.clock_file else SystemClock()
+        )
+        self.topics = Topics(settings)
+        self.codec = Codec.load()
+        self.partitions = input_partitions(settings)
+        self.app = self._build_app()
+        self.matchers: dict[int, PartitionMatcher] = {}
+        self.records_done = 0
+        self._definitions: DefinitionLog | None = None
+        self._catalog: Catalog | None = None
+        self._limits: SharedLimits | None = None
+        self._redis: redis.Redis | None = None
+        self._ready = asyncio.Lock()
+        self._wire()
+
+    # ------------------------------------------------------------------ setup
+
+    def _build_app(self) -> faust.App:
+        own = self.own
+        return faust.App(
+            app_id(self.settings),
+            broker=[
+                f"kafka://{server}"
+                for server in self.settings.kafka.bootstrap_servers.split(",")
+            ],
+            broker_credentials=_credentials(self.settings),
+            store="rocksdb://",
+            datadir=str(own.data_dir),
+            web_host=own.host,
+            web_port=own.port,
+            topic_partitions=self.partitions,
+            topic_replication_factor=self.settings.replication_factor,
+            key_serializer="raw",
+            value_serializer="raw",
+            table_standby_replicas=0,
+            broker_commit_interval=own.commit_interval_s,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            processing_guarantee="at_least_once",
+        )
+
+    def _wire(self) -> None:
+        app, names = self.app, internal_topic_names(self.settings)
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+        self.signals_topic = self.topics.name("signals")
+        self.control_topic = self.topics.name("control")
+        self.ticks_topic = names["ticks"]
+        self.by_account_topic = names["profiles_by_account"]
+        self.profiles = app.topic(self.topics.name("profiles"), **raw)
+        self.by_account = app.topic(self.by_account_topic, **raw)
+        self.ticks = app.topic(self.ticks_topic, **raw)
+        self.inputs = app.topic(
+            self.signals_topic,
+            self.by_account_topic,
+            self.control_topic,
+            self.ticks_topic,
+            **raw,
+        )
+        self.enrollments_topic = self.topics.name("enrollments")
+        self.outbox = FaustOutbox(
+            self.codec,
+            enrollments=app.topic(self.enrollments_topic, **raw),
+            status=app.topic(self.topics.name("matcher-status"), **raw),
+        )
+        self.dead_letters = DeadLetterSender(
+            self.codec, app.topic(self.topics.name("dead-letters"), **raw)
+        )
+        self.tables = make_tables(app, partitions=self.partitions)
+        app.agent(self.profiles, name="repartition_profiles")(self._repartition)
+        app.agent(self.inputs, name="match")(self._match)
+        app.timer(interval=self.own.tick_interval_s)(self._tick_all)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        worker = self
+
+        @app.page("/health")
+        class Health(View):
+            async def get(self, request: Request) -> Response:
+                return self.json(worker.health())
+
+    # --------------------------------------------------------------- services
+
+    async def _services(self) -> tuple[Catalog, SharedLimits]:
+        """Start the definition log and Redis client on first use."""
+        async with self._ready:
+            if self._catalog is None or self._limits is None:
+                self._definitions = DefinitionLog(self.settings, codec=self.codec)
+                await self._definitions.start()
+                self._catalog = Catalog(
+                    self._definitions, wait_s=self.own.definition_wait_s
+                )
+                self._redis = redis.Redis.from_url(self.settings.redis.url)
+                self._limits = SharedLimits(
+                    self._redis, prefix=self.settings.topic_prefix
+                )
+            return self._catalog, self._limits
+
+    async def _matcher(self, partition: int) -> PartitionMatcher:
+        """The partition's matcher; the first call reconciles and loads it.
+
+        Must be called while a record of `partition` is processed.
+        """
+        matcher = self.matchers.get(partition)
+        if matcher is not None:
+            return matcher
+        catalog, limits = await self._services()
+        state = partition_state(self.tables, partition)
+        await reconcile(
+            self.settings, self.codec, self.enrollments_topic, partition, state
+        )
+        matcher = PartitionMatcher(
+            partition,
+            state,
+            catalog=catalog,
+            limits=limits,
+            outbox=self.outbox,
+            clock=self.clock,
+            settings=self.own,
+        )
+        await matcher.load()
+        self.matchers[partition] = matcher
+        return matcher
+
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        self._drop_matchers({tp.partition for tp in revoked})
+
+    async def _on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
+        # A partition that comes back may have moved meanwhile: take it up afresh.
+        owned = {tp.partition for tp in assigned if tp.topic == self.signals_topic}
+        self._drop_matchers(set(self.matchers) - owned)
+        log.info("matcher owns partitions %s", sorted(owned))
+
+    def _drop_matchers(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            matcher = self.matchers.pop(partition, None)
+            if matcher is not None:
+                matcher.release_all()
+
+    # ----------------------------------------------------------------- agents
+
+    async def _repartition(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                record = validate_profile(self.codec.decode("profile", event.value))
+            except ContractError as error:
+                await self.dead_letters.send(event.message, str(error))
+                continue
+            await self.by_account.send(
+                key=record["account_key"].encode(), value=event.value
+            )
+
+    async def _match(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            matcher = await self._matcher(message.partition)
+            try:
+                await self._dispatch(matcher, message.topic, event.value)
+            except (ContractError, DefinitionMissingError) as error:
+                await self.dead_letters.send(message, str(error))
+            self.records_done += 1
+
+    async def _dispatch(
+        self, matcher: PartitionMatcher, topic: str, value: bytes
+    ) -> None:
+        if topic == self.signals_topic:
+            await matcher.on_signal(validate_signal(self.codec.decode("signal", value)))
+        elif topic == self.by_account_topic:
+            await matcher.on_profile(
+                validate_profile(self.codec.decode("profile", value))
+            )
+        elif topic == self.control_topic:
+            await matcher.on_control(self.codec.decode("control", value))
+        elif topic == self.ticks_topic:
+            await matcher.on_tick()
+        else:
+            raise ValueError(f"expected one of the matcher's inputs, got {topic!r}")
+
+    async def _tick_all(self) -> None:
+        owned = sorted(
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.ticks_topic
+        )
+        tick = json.dumps({"at": self.clock.now().isoformat()}).encode()
+        for partition in owned:
+            await self.ticks.send(key=b"tick", value=tick, partition=partition)
+
+    # ----------------------------------------------------------------- health
+
+    def health(self) -> dict[str, Any]:
+        """The health report: partitions owned, records processed, sends."""
+        return {
+            "service": SERVICE,
+            "state": "running",
+            "partitions": sorted(self.matchers),
+            "records_done": self.records_done,
+            "enrollments_sent": self.outbox.sent,
+            "dead_letters": self.dead_letters.sent,
+            "active_workflows": len(self._catalog.index) if self._catalog else 0,
+        }
+
+    async def close(self) -> None:
+        """Stop the definition log and the Redis client (after the worker stops)."""
+        if self._definitions is not None:
+            await self._definitions.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def _credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = kafka.ssl_context() if "SSL" in kafka.security_protocol else None
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=password,
+        mechanism=kafka.sasl_mechanism,
+        ssl_context=context,
     )
-    topics = Topics(settings)
-    signals = app.topic(topics.name("signals"), value_serializer="raw")
-
-    @app.agent(signals)
-    async def consume_signals(stream: faust.StreamT[bytes]) -> None:
-        async for _ in stream:
-            pass
-
-    @app.page("/health")
-    class Health(View):
-        async def get(self, request: Request) -> Response:
-            return self.json({"service": "matcher", "state": "running"})
-
-    return app

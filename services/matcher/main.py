@@ -1,14 +1,93 @@
 """Entry point of `signalflow run matcher`."""
 
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+)
 from faust import Worker
 
-from services.matcher.app import create_app
+from services.matcher.app import MatcherWorker, input_partitions, internal_topic_names
 from services.matcher.settings import MatcherSettings
-from signalflow.settings import get_settings
+from signalflow.logs import configure_logging
+from signalflow.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+RUNNING_MARKER = "RUNNING"
+ADMIN_TIMEOUT_S = 30.0
 
 
 def main() -> None:
     """Run the matcher worker in the foreground until SIGTERM or SIGINT."""
-    own = MatcherSettings()
-    app = create_app(get_settings(), own)
-    Worker(app, loglevel="INFO").execute_from_commandline()
+    configure_logging("matcher")
+    settings, own = get_settings(), MatcherSettings()
+    own.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_internal_topics(settings)
+    discard_state_after_crash(own.data_dir)
+    worker = MatcherWorker(settings, own)
+    marker = own.data_dir / RUNNING_MARKER
+    marker.write_text(str(os.getpid()))
+    try:
+        Worker(
+            worker.app, loglevel=settings.log_level, quiet=True
+        ).execute_from_commandline()
+    finally:
+        # Reached on a clean stop only: a SIGKILL leaves the marker behind.
+        marker.unlink(missing_ok=True)
+
+
+def discard_state_after_crash(data_dir: Path) -> bool:
+    """Remove the local tables when the last run did not stop cleanly.
+
+    RocksDB keeps writes whose changelog records may never have reached Kafka;
+    rebuilt from the changelogs, the tables hold exactly what Kafka has. Returns
+    whether anything was discarded.
+    """
+    marker = data_dir / RUNNING_MARKER
+    if not marker.exists():
+        return False
+    for entry in data_dir.iterdir():
+        if entry.name == RUNNING_MARKER:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    marker.unlink()
+    log.warning(
+        "the matcher did not stop cleanly last time; its tables are rebuilt from "
+        "the changelogs"
+    )
+    return True
+
+
+def ensure_internal_topics(settings: Settings) -> None:
+    """Create the matcher's own topics (ticks, re-keyed profiles) if missing.
+
+    They have as many partitions as the signals topic. Raises KafkaException when
+    the cluster refuses.
+    """
+    admin = AdminClient(settings.kafka.librdkafka_config())
+    partitions = input_partitions(settings)
+    wanted = [
+        NewTopic(name, partitions, settings.replication_factor)
+        for name in internal_topic_names(settings).values()
+    ]
+    existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    missing = [topic for topic in wanted if topic.topic not in existing]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing).items():
+        try:
+            future.result(ADMIN_TIMEOUT_S)
+        except Exception as error:  # already created by another replica is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+        log.info("created %s", name)

@@ -1,0 +1,190 @@
+"""What the worker sends, and how a partition catches up with what it sent.
+
+`FaustOutbox` sends enrollments to the same partition number of the `enrollments`
+topic as the matcher partition that decided them, so a partition's enrollments
+are all in one place, written by one owner at a time. `reconcile()` reads that
+place from the last offset the partition recorded to the end, and records every
+enrollment found there that its tables lack (see the argument in
+`services.matcher.app`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.matcher.records import live_run_id
+from services.matcher.store import PartitionState, pair_key
+from signalflow.contracts import Codec, DecodeError
+from signalflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+
+class FaustOutbox:
+    """Sends enrollments and status reports through the worker's producer."""
+
+    def __init__(
+        self, codec: Codec, *, enrollments: faust.TopicT, status: faust.TopicT
+    ) -> None:
+        self._codec = codec
+        self._enrollments = enrollments
+        self._status = status
+        self.sent = 0
+
+    async def send_enrollments(
+        self, partition: int, records: Sequence[Json]
+    ) -> list[int]:
+        """Send to `partition`; returns the offsets once all are acknowledged."""
+        pending = []
+        for record in records:
+            pending.append(
+                await self._enrollments.send(
+                    key=record["account_key"].encode(),
+                    value=self._codec.encode("enrollment", record),
+                    partition=partition,
+                )
+            )
+        offsets = [int((await future).offset) for future in pending]
+        self.sent += len(offsets)
+        return offsets
+
+    async def send_status(self, record: Json) -> None:
+        key = f"{record['workflow_id']}|{record['partition']}"
+        await self._status.send(
+            key=key.encode(), value=self._codec.encode("matcher_status", record)
+        )
+
+
+class DeadLetterSender:
+    """Sends what the matcher cannot process to `dead-letters`, with the reason."""
+
+    def __init__(self, codec: Codec, topic: faust.TopicT) -> None:
+        self._codec = codec
+        self._topic = topic
+        self.sent = 0
+
+    async def send(self, message: Any, error: str) -> None:
+        """Dead-letter one consumed message (a faust `Message`)."""
+        record = {
+            "source_topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": message.key,
+            "value": message.value or b"",
+            "error": error,
+            "service": "matcher",
+            "failed_at": int(time.time() * 1000),
+            "history": [],
+        }
+        headers = [
+            ("source_topic", message.topic.encode()),
+            ("error", error.encode()[:1000]),
+            ("service", b"matcher"),
+        ]
+        await self._topic.send(
+            key=message.key,
+            value=self._codec.encode("dead_letter", record),
+            headers=headers,
+        )
+        self.sent += 1
+        log.error(
+            "dead-lettered %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            error,
+        )
+
+
+async def reconcile(
+    settings: Settings,
+    codec: Codec,
+    topic: str,
+    partition: int,
+    state: PartitionState,
+) -> int:
+    """Record the enrollments of `partition` sent after its last recorded offset.
+
+    Returns how many were missing from the tables. Must run while a record of
+    `partition` is processed (it writes the partition's tables). Raises what
+    aiokafka raises when the topic cannot be read; the record is then processed
+    again.
+    """
+    recorded = state.meta.get("emitted_offset")
+    start = 0 if recorded is None else int(recorded) + 1
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.aiokafka_config(),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    missing = 0
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if start >= end:
+            return 0
+        consumer.seek(tp, start)
+        while (await consumer.position(tp)) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
+            for message in batch.get(tp, []):
+                if _record_sent(codec, state, message.value, message.offset):
+                    missing += 1
+    finally:
+        await consumer.stop()
+    if missing:
+        log.warning(
+            "partition %d: recorded %d enrollments sent before a crash",
+            partition,
+            missing,
+        )
+    return missing
+
+
+def _record_sent(
+    codec: Codec, state: PartitionState, value: bytes | None, offset: int
+) -> bool:
+    try:
+        record = codec.decode("enrollment", value or b"")
+    except DecodeError as error:
+        log.warning("skipped an undecodable enrollment at %d: %s", offset, error)
+        return False
+    current = state.meta.get("emitted_offset")
+    if current is None or offset > int(current):
+        state.meta.put("emitted_offset", offset)
+    run_id = record["run_id"]
+    if state.emitted.get(run_id) is not None:
+        return False
+    state.emitted.put(run_id, offset)
+    if record["mode"] == "LIVE":
+        _record_live(state, record)
+    return True
+
+
+def _record_live(state: PartitionState, record: Json) -> None:
+    """Apply a live enrollment's effect on re-enrollment, as if just sent."""
+    key = pair_key(record["workflow_id"], record["person_key"])
+    enrolled = state.enrolled.get(key) or {"g": 0}
+    epoch = int(enrolled.get("g", 0)) + 1
+    if (
+        live_run_id(record["workflow_id"], record["person_key"], epoch)
+        != record["run_id"]
+    ):
+        return
+    enrolled_at = record["enrolled_at"]
+    millis = (
+        int(enrolled_at.timestamp() * 1000)
+        if hasattr(enrolled_at, "timestamp")
+        else int(enrolled_at)
+    )
+    state.enrolled.put(key, {"g": epoch, "t": millis, "b": True})
+    state.pending.delete(key)
