@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -226,6 +227,54 @@ def _produce(producer: Producer, topic: str, value: bytes, key: bytes | None) ->
             producer.poll(0.05)
 
 
+def compare(
+    settings: Settings, *, messages: int, rounds: int, console: Console
+) -> tuple[list[PassthroughResult], list[PassthroughResult]]:
+    """Pre-produce signals, then alternate raw and codec passthroughs `rounds` times.
+
+    Returns (raw results, codec results), one per round; deletes its topics.
+    """
+    codec = Codec.load()
+    source = create_topic(settings, "signals", partitions=settings.default_partitions)
+    raw: list[PassthroughResult] = []
+    coded: list[PassthroughResult] = []
+    try:
+        with Progress(console=console) as progress:
+            produce_signals(settings, source, messages, codec=codec, progress=progress)
+            measure = partial(
+                measure_passthrough,
+                settings,
+                source_topic=source,
+                messages=messages,
+                progress=progress,
+            )
+            for _ in range(rounds):
+                raw.append(measure())
+                coded.append(measure(transform=codec_transform(codec), label="codec"))
+    finally:
+        delete_topics(settings, source)
+    return raw, coded
+
+
+def report(
+    raw: list[PassthroughResult], coded: list[PassthroughResult], console: Console
+) -> dict[str, float]:
+    """Print each round and the verdict; return the best of each and their ratio."""
+    best_raw = max(result.msgs_per_s for result in raw)
+    best_codec = max(result.msgs_per_s for result in coded)
+    ratio = best_codec / best_raw
+    for name, results in (("raw", raw), ("codec", coded)):
+        rates = ", ".join(f"{result.msgs_per_s:,.0f}" for result in results)
+        console.print(f"{name:>5} passthrough msgs/s per round: {rates}")
+    verdict = "[green]meets[/green]" if ratio >= TARGET_RATIO else "[red]misses[/red]"
+    console.print(f"ratio {ratio:.3f} {verdict} the target {TARGET_RATIO}")
+    return {
+        "raw_msgs_per_s": round(best_raw),
+        "codec_msgs_per_s": round(best_codec),
+        "ratio": round(ratio, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=500_000)
@@ -233,60 +282,16 @@ def main() -> None:
         "--rounds",
         type=int,
         default=2,
-        help="alternate this many times; best of each kept",
+        help="alternate raw and codec this many times; the best of each counts",
     )
     args = parser.parse_args()
 
     console = Console(stderr=True)
     settings = bench_settings()
-    codec = Codec.load()
-    source = create_topic(settings, "signals", partitions=settings.default_partitions)
-    raw: list[PassthroughResult] = []
-    coded: list[PassthroughResult] = []
-    try:
-        with Progress(console=console, transient=False) as progress:
-            produce_signals(
-                settings, source, args.messages, codec=codec, progress=progress
-            )
-            for _ in range(args.rounds):
-                raw.append(
-                    measure_passthrough(
-                        settings,
-                        source_topic=source,
-                        messages=args.messages,
-                        progress=progress,
-                    )
-                )
-                coded.append(
-                    measure_passthrough(
-                        settings,
-                        source_topic=source,
-                        messages=args.messages,
-                        transform=codec_transform(codec),
-                        label="codec",
-                        progress=progress,
-                    )
-                )
-    finally:
-        delete_topics(settings, source)
-
-    best_raw = max(r.msgs_per_s for r in raw)
-    best_codec = max(r.msgs_per_s for r in coded)
-    ratio = best_codec / best_raw
-    for name, results in (("raw", raw), ("codec", coded)):
-        rates = ", ".join(f"{r.msgs_per_s:,.0f}" for r in results)
-        console.print(f"{name:>5} passthrough msgs/s per round: {rates}")
-    verdict = "[green]meets[/green]" if ratio >= TARGET_RATIO else "[red]misses[/red]"
-    console.print(f"ratio {ratio:.3f} {verdict} the target {TARGET_RATIO}")
-    print(
-        json.dumps(
-            {
-                "raw_msgs_per_s": round(best_raw),
-                "codec_msgs_per_s": round(best_codec),
-                "ratio": round(ratio, 4),
-            }
-        )
+    raw, coded = compare(
+        settings, messages=args.messages, rounds=args.rounds, console=console
     )
+    print(json.dumps(report(raw, coded, console)))
 
 
 if __name__ == "__main__":
