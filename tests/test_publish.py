@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
 from signalflow.contracts import Codec
 from signalflow.contracts.cli import publish_app
+from signalflow.contracts.errors import InputError
+from signalflow.contracts.inputs import validate_profile, validate_signal
 from signalflow.settings import Settings
 from signalflow.topics import Topics
 
@@ -145,3 +149,40 @@ def test_publish_profiles_keys_each_profile_by_its_key(
         "score": 0.5,
     }
     assert by_key[b"acme-bob"]["updated_at"].isoformat() == "2024-05-01T22:00:00+00:00"
+
+
+def test_epoch_milliseconds_keep_their_last_millisecond() -> None:
+    record = validate_signal({**GOOD_SIGNAL, "occurred_at": 1714555800123})
+
+    assert record["occurred_at"] == datetime(2024, 5, 1, 9, 30, 0, 123000, tzinfo=UTC)
+
+
+def test_invalid_signal_names_every_bad_field() -> None:
+    bad = {**GOOD_PERSON_SIGNAL, "person_key": None, "attributes": {"amount": 5}}
+    bad["occurred_at"] = 10**20
+
+    with pytest.raises(InputError) as caught:
+        validate_signal(bad)
+
+    paths = [problem.path for problem in caught.value.problems]
+    assert paths == ["person_key", "occurred_at", "attributes.amount"]
+
+
+def test_account_profile_is_its_own_account_and_person_needs_one() -> None:
+    account = validate_profile(
+        {"key": "acme", "kind": "ACCOUNT", "updated_at": "2024-05-01T00:00:00Z"}
+    )
+    assert account["account_key"] == "acme"
+
+    with pytest.raises(InputError) as caught:
+        validate_profile(
+            {
+                "key": "bob",
+                "kind": "PERSON",
+                "updated_at": "2024-05-01T00:00:00Z",
+                "fields": {"tags": ["a"]},
+                "past_owners": ["rep-1", 7],
+            }
+        )
+    paths = [problem.path for problem in caught.value.problems]
+    assert paths == ["account_key", "past_owners[1]", "fields.tags"]

@@ -10,7 +10,7 @@ every bad field by its path (`attributes.amount`, `past_owners[2]`). The
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -31,11 +31,18 @@ SIGNAL_TYPE_PATTERN = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _from_epoch_millis(value: Any) -> Any:
     """Accept epoch milliseconds beside ISO strings (but never a boolean)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
+    try:
+        # Exact integer arithmetic: a float division could lose the last millisecond.
+        return _EPOCH + timedelta(milliseconds=value)
+    except OverflowError:
+        raise ValueError("epoch milliseconds out of the datetime range") from None
 
 
 def _to_utc(value: datetime) -> datetime:
