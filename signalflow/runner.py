@@ -35,6 +35,23 @@ def dispatcher() -> None:
 
 
 @run_app.command()
+def relay(
+    tiers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tier",
+            help="A delay tier to relay (1s, 10s, 1m, 10m, 1h, 10h); repeat it for "
+            "several. All tiers when omitted.",
+        ),
+    ] = None,
+) -> None:
+    """Forward the waits of delay tiers when they are due."""
+    from services.dispatcher.main import relay_main
+
+    relay_main(tiers or [])
+
+
+@run_app.command()
 def metrics() -> None:
     """Keep and serve the monitoring figures."""
     from services.metrics.main import main

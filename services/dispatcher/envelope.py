@@ -1,0 +1,207 @@
+"""Delay envelopes: wrapping a message that must wait, and opening it when due.
+
+A message waiting in a `delays.<tier>` topic is a `delay_envelope` record (due time,
+target topic, key, payload, headers). Its Kafka headers repeat the due time and
+the target, so a relay decides where a record goes without decoding it, and passes
+the value on unchanged from tier to tier. Only when a record reaches its target is
+the envelope opened, and then only as far as the payload: `open()` reads the fields
+it needs straight from the Avro body when the writer is the schema version it knows
+and falls back to the codec for any other version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from signalflow.contracts import Codec, DecodeError, TruncatedBodyError
+
+DUE_HEADER = "signalflow-due-at"
+TARGET_HEADER = "signalflow-target"
+SCHEMA = "delay_envelope"
+_HEADER_SIZE = 10  # C3 01 and the 8-byte fingerprint
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a relay produces on the target topic when a wait is over."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers | None
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Where a waiting record goes and when: read from its Kafka headers."""
+
+    due_ms: int
+    target: str
+
+
+class Envelopes:
+    """Wraps payloads into delay envelopes and opens them again."""
+
+    def __init__(self, codec: Codec) -> None:
+        self._codec = codec
+        self._known = b"\xc3\x01" + codec.writer_schema(SCHEMA).fingerprint
+
+    def wrap(
+        self,
+        *,
+        due_ms: int,
+        target_topic: str,
+        key: bytes | None,
+        payload: bytes,
+        now_ms: int,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> tuple[bytes, Headers]:
+        """Return the envelope's bytes and the Kafka headers a relay routes by."""
+        value = self._codec.encode(
+            SCHEMA,
+            {
+                "due_at": due_ms,
+                "target_topic": target_topic,
+                "key": key,
+                "payload": payload,
+                "headers": dict(headers or {}),
+                "created_at": now_ms,
+            },
+        )
+        return value, routing_headers(due_ms, target_topic)
+
+    def routing(
+        self, headers: Sequence[tuple[str, bytes]] | None, value: bytes
+    ) -> Routing:
+        """The due time and target of a waiting record.
+
+        Read from its headers; a record without them (written by another tool) is
+        decoded instead. Raises DecodeError for a value that is no envelope.
+        """
+        due: int | None = None
+        target: str | None = None
+        for name, data in headers or ():
+            if name == DUE_HEADER:
+                due = int(data)
+            elif name == TARGET_HEADER:
+                target = data.decode()
+        if due is not None and target is not None:
+            return Routing(due, target)
+        record = self._codec.decode(SCHEMA, value)
+        return Routing(_epoch_ms(record["due_at"]), record["target_topic"])
+
+    def open(self, value: bytes) -> Delivery:
+        """Return the message the envelope `value` carries.
+
+        Raises DecodeError for bytes that are no delay envelope.
+        """
+        if value[:_HEADER_SIZE] == self._known:
+            try:
+                return _read_known(value)
+            except (IndexError, ValueError, UnicodeDecodeError) as error:
+                raise TruncatedBodyError(
+                    f"delay envelope of {len(value)} bytes does not decode: {error}",
+                    schema=SCHEMA,
+                ) from error
+        record = self._codec.decode(SCHEMA, value)
+        return Delivery(
+            record["target_topic"],
+            record["key"],
+            record["payload"],
+            list(record["headers"].items()) or None,
+        )
+
+
+def routing_headers(due_ms: int, target_topic: str) -> Headers:
+    """The Kafka headers of a waiting record."""
+    return [(DUE_HEADER, str(due_ms).encode()), (TARGET_HEADER, target_topic.encode())]
+
+
+def _epoch_ms(value: Any) -> int:
+    """fastavro returns timestamp-millis as an aware datetime."""
+    if isinstance(value, int):
+        return value
+    return int(value.timestamp() * 1000)
+
+
+def _read_known(data: bytes) -> Delivery:
+    """Read the fields of a version-1 envelope that forwarding needs.
+
+    The body is: due_at (long), target_topic (string), key (union null|bytes),
+    payload (bytes), headers (map of bytes), created_at (long). Longs are zigzag
+    varints; strings and bytes are a length and the bytes.
+    """
+    position = _skip_long(data, _HEADER_SIZE)
+    length, position = _read_long(data, position)
+    target = data[position : position + length].decode()
+    position += length
+    branch, position = _read_long(data, position)
+    key: bytes | None = None
+    if branch == 1:
+        length, position = _read_long(data, position)
+        key = data[position : position + length]
+        position += length
+    elif branch != 0:
+        raise ValueError(f"expected key branch 0 or 1, got {branch!r}")
+    length, position = _read_long(data, position)
+    if position + length > len(data):
+        raise ValueError("payload runs past the end of the envelope")
+    payload = data[position : position + length]
+    headers, position = _read_headers(data, position + length)
+    return Delivery(target, key, payload, headers or None)
+
+
+def _read_headers(data: bytes, position: int) -> tuple[Headers, int]:
+    headers: Headers = []
+    while True:
+        count, position = _read_long(data, position)
+        if count == 0:
+            return headers, position
+        if count < 0:  # a block written with its size in bytes after the count
+            count = -count
+            _, position = _read_long(data, position)
+        for _ in range(count):
+            length, position = _read_long(data, position)
+            name = data[position : position + length].decode()
+            position += length
+            length, position = _read_long(data, position)
+            headers.append((name, data[position : position + length]))
+            position += length
+
+
+def _read_long(data: bytes, position: int) -> tuple[int, int]:
+    byte = data[position]
+    if byte < 0x80:  # the common case: one byte
+        return (byte >> 1) ^ -(byte & 1), position + 1
+    shift = 0
+    accumulated = 0
+    while True:
+        byte = data[position]
+        position += 1
+        accumulated |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (accumulated >> 1) ^ -(accumulated & 1), position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _skip_long(data: bytes, position: int) -> int:
+    while data[position] >= 0x80:
+        position += 1
+    return position + 1
+
+
+__all__ = [
+    "DUE_HEADER",
+    "TARGET_HEADER",
+    "DecodeError",
+    "Delivery",
+    "Envelopes",
+    "Routing",
+    "routing_headers",
+]
