@@ -1,7 +1,9 @@
 """The event contracts: Avro schemas, single-object encoding, JSON input validation.
 
 `Codec.load()` is the entry point for services: `codec.encode("signal", record)` and
-`codec.decode("signal", data)`. Errors are in `signalflow.contracts.errors`.
+`codec.decode("signal", data)`. Errors are in `signalflow.contracts.errors`; JSON
+input is validated by `signalflow.contracts.inputs` (`validate_signal`,
+`validate_profile`).
 """
 
 from signalflow.contracts.errors import (
@@ -10,6 +12,8 @@ from signalflow.contracts.errors import (
     CorruptBodyError,
     DecodeError,
     EncodeError,
+    FieldProblem,
+    InputError,
     SchemaLoadError,
     TruncatedBodyError,
     UnknownFingerprintError,
@@ -25,6 +29,8 @@ __all__ = [
     "CorruptBodyError",
     "DecodeError",
     "EncodeError",
+    "FieldProblem",
+    "InputError",
     "ResolvedSchema",
     "SchemaLoadError",
     "SchemaRegistry",
