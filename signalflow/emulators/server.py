@@ -52,7 +52,7 @@ class EmulatorServer:
         self.emulator = emulator
         self.tls = tls
         self._host = host
-        self._sock = _bind(host, port)
+        self._sock = bind_loopback(host, port)
         self.port: int = self._sock.getsockname()[1]
         self._server: _InProcessServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -130,7 +130,8 @@ class EmulatorServer:
             self._task = None
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_loopback(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound to `host:port` (0 picks a free port)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
