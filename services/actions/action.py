@@ -29,14 +29,15 @@ TEST_MARK = "[TEST] "
 WOULD_SEND = "would_send"
 
 P = TypeVar("P", bound=Params)
+P_co = TypeVar("P_co", bound=Params, covariant=True)
 
 
 @dataclass(frozen=True)
-class Step(Generic[P]):
+class Step(Generic[P_co]):
     """One step command ready to perform: its validated parameters and context."""
 
     command: StepCommand
-    params: P
+    params: P_co
     context: RunContext
 
     @property

@@ -90,7 +90,7 @@ class StepCommand:
         try:
             if "kind" in document and document.get("kind") in STEP_KINDS:
                 step = step_class.model_validate(document)
-                params: Params = step.params  # type: ignore[attr-defined]
+                params: Params = step.params
                 return params
             params_class = _params_class(step_class)
             return params_class.model_validate(document)

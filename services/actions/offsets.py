@@ -36,6 +36,9 @@ class PartitionOffsets:
         """Record that the command at `offset` began; False if it was seen before."""
         if self._highest is not None and offset <= self._highest:
             return False
+        if self._highest is None:
+            # Nothing before the first offset seen is ours to commit.
+            self._committable = offset
         self._highest = offset
         self._order.append(offset)
         return True

@@ -8,6 +8,7 @@ to the vendors its steps call (a workflow's CRM step may pick the other CRM), an
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -112,16 +113,30 @@ def default_factories() -> dict[str, Callable[[], Awaitable[Any]]]:
     client libraries its steps need.
     """
     return {
-        "salesforce": _salesforce,
+        vendor: _factory(module, name) for vendor, (module, name) in VENDORS.items()
     }
 
 
-async def _salesforce() -> Any:
-    from services.actions.connectors.salesforce import SalesforceConnector
+#: Each vendor's connector: module under `services.actions.connectors`, class.
+VENDORS: dict[str, tuple[str, str]] = {
+    "salesforce": ("salesforce", "SalesforceConnector"),
+    "hubspot": ("hubspot", "HubSpotConnector"),
+    "slack": ("slack", "SlackConnector"),
+    "smtp": ("smtp", "SmtpConnector"),
+    "outreach": ("outreach", "OutreachConnector"),
+    "salesloft": ("salesloft", "SalesloftConnector"),
+    "openai": ("openai", "OpenAIConnector"),
+}
 
-    connector = SalesforceConnector()
-    connector.start()
-    return connector
+
+def _factory(module: str, name: str) -> Callable[[], Awaitable[Any]]:
+    async def create() -> Any:
+        imported = importlib.import_module(f"services.actions.connectors.{module}")
+        connector = getattr(imported, name)()
+        connector.start()
+        return connector
+
+    return create
 
 
 def _closer(connector: Any) -> Callable[[], Awaitable[None]]:

@@ -10,6 +10,7 @@ answers with what a test queues (statuses, Retry-After, delays).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -23,7 +24,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, Producer
 from redis.asyncio import Redis
 
-from services.actions.resources import Connectors, Resources
+from services.actions.resources import Connectors, Resources, default_factories
 from services.actions.service import ActionService
 from services.actions.settings import ActionSettings, WebhookSettings
 from signalflow.contracts import Codec
@@ -230,8 +231,9 @@ def own_settings() -> ActionSettings:
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis.url)
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of the session's Redis."""
+    client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
 
@@ -357,3 +359,44 @@ async def hook_server() -> AsyncIterator[HookServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def emulators(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Any]:
+    """Start the named vendor emulators and point the connectors at them.
+
+    `running = await emulators("salesforce", "slack")`; they stop after the test.
+    """
+    stack = contextlib.AsyncExitStack()
+
+    from signalflow.emulators.suite import running_emulators
+
+    async def start(*names: str) -> Any:
+        running = await stack.enter_async_context(
+            running_emulators(*names, tls_dir=tmp_path / "tls")
+        )
+        for name, value in running.connector_env().items():
+            monkeypatch.setenv(name, value)
+        return running
+
+    async with stack:
+        yield start
+
+
+@pytest.fixture
+def vendor_resources(
+    settings: Settings,
+    own_settings: ActionSettings,
+    redis: Redis,
+    webhook_settings: WebhookSettings,
+) -> Resources:
+    """Resources whose connectors are built from the environment, as in production."""
+    return Resources(
+        settings=settings,
+        own=own_settings,
+        redis=redis,
+        connectors=Connectors(default_factories()),
+        webhook=webhook_settings,
+    )
