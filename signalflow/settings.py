@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         description="Where the local broker's jars, data and process ids live.",
     )
     log_level: str = "INFO"
+    local_kafka_port: int = Field(
+        default=9092,
+        description="Port of the broker `signalflow up` starts; the controller "
+        "listens on the next one.",
+    )
+    local_redis_port: int = Field(
+        default=6379, description="Port of the Redis server `signalflow up` starts."
+    )
 
 
 @lru_cache(maxsize=1)

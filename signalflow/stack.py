@@ -115,7 +115,9 @@ class Stack:
             console.print(f"Kafka: using {env['KAFKA_BOOTSTRAP_SERVERS']}")
         else:
             kafka = LocalKafka(self._settings.state_dir)
-            env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start()
+            env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start(
+                port=self._settings.local_kafka_port
+            )
             self._stop_infra.append(("kafka", kafka))
             console.print(f"Kafka: started at {env['KAFKA_BOOTSTRAP_SERVERS']}")
         if "REDIS_URL" in os.environ:
@@ -123,7 +125,7 @@ class Stack:
             console.print(f"Redis: using {env['REDIS_URL']}")
         else:
             redis = LocalRedis(self._settings.state_dir)
-            env["REDIS_URL"] = redis.start()
+            env["REDIS_URL"] = redis.start(port=self._settings.local_redis_port)
             self._stop_infra.append(("redis", redis))
             console.print(f"Redis: started at {env['REDIS_URL']}")
         return env
