@@ -10,6 +10,7 @@ from signalflow.definitions.errors import (
     LogNotRunningError,
     SaveTimeoutError,
     UnknownDefinitionError,
+    VersionConflictError,
 )
 from signalflow.definitions.log import ChangeCallback, DefinitionLog
 from signalflow.definitions.records import (
@@ -31,6 +32,7 @@ __all__ = [
     "SaveTimeoutError",
     "StoredDefinition",
     "UnknownDefinitionError",
+    "VersionConflictError",
     "definition_key",
     "kind_of",
 ]

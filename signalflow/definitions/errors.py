@@ -6,6 +6,7 @@
     ├── LogNotRunningError      used before `start()` or after `stop()` (not retryable)
     ├── UnknownDefinitionError  deleting an id that has no live definition
     ├── DefinitionKindError     saving an id that belongs to the other kind
+    ├── VersionConflictError    the latest version is not the one the writer expected
     └── SaveTimeoutError        the write was not acknowledged or not read back in
                                 time (retryable: saving again is safe)
 """
@@ -35,6 +36,21 @@ class UnknownDefinitionError(DefinitionLogError):
 
 class DefinitionKindError(DefinitionLogError):
     """The id is already used by a definition of the other kind."""
+
+
+class VersionConflictError(DefinitionLogError):
+    """Another writer saved a version since the caller read the definition.
+
+    `found` is the latest version now (0: none), `expected` what the caller had.
+    """
+
+    def __init__(self, definition_id: str, *, expected: int, found: int) -> None:
+        super().__init__(
+            f"expected {definition_id!r} to be at version {expected}, it is at {found}"
+        )
+        self.definition_id = definition_id
+        self.expected = expected
+        self.found = found
 
 
 class SaveTimeoutError(DefinitionLogError):

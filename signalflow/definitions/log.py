@@ -46,6 +46,7 @@ from signalflow.definitions.errors import (
     LogNotRunningError,
     SaveTimeoutError,
     UnknownDefinitionError,
+    VersionConflictError,
 )
 from signalflow.definitions.records import (
     Definition,
@@ -263,19 +264,23 @@ class DefinitionLog:
 
     # ------------------------------------------------------------------- writes
 
-    async def save(self, definition: Definition) -> int:
+    async def save(self, definition: Definition, *, expect: int | None = None) -> int:
         """Save `definition` as the next version of its id and return that version.
 
-        The first save of an id is version 1. Returns once the log's own view
-        holds the new version. Raises DefinitionKindError when the id belongs to
-        a definition of the other kind, SaveTimeoutError when the lock, the
-        broker or the read-back takes longer than `save_timeout_s`.
+        The first save of an id is version 1. With `expect`, the save happens
+        only if the latest version is still `expect` (0: the id is new), which
+        makes a read-modify-write safe against another writer. Returns once the
+        log's own view holds the new version. Raises VersionConflictError when
+        `expect` is stale, DefinitionKindError when the id belongs to a
+        definition of the other kind, SaveTimeoutError when the lock, the broker
+        or the read-back takes longer than `save_timeout_s`.
         """
         self._check_running()
         kind = kind_of(definition)
         async with self._definition_lock(definition.id):
             await self.sync()
             latest = self._latest.get(definition.id)
+            _check_expected(definition.id, latest, expect)
             if latest is not None and latest.kind is not kind:
                 raise DefinitionKindError(
                     f"expected id {definition.id!r} to name a {kind.value.lower()},"
@@ -285,17 +290,19 @@ class DefinitionLog:
             await self._write(definition, version=version, deleted=False)
         return version
 
-    async def delete(self, definition_id: str) -> int:
+    async def delete(self, definition_id: str, *, expect: int | None = None) -> int:
         """Delete a definition: save a new version marked deleted; return it.
 
         Earlier versions stay in the history and stay readable by version.
-        Raises UnknownDefinitionError when the id has no live definition, and
-        SaveTimeoutError as `save()` does.
+        `expect` works as in `save()`. Raises UnknownDefinitionError when the id
+        has no live definition, VersionConflictError and SaveTimeoutError as
+        `save()` does.
         """
         self._check_running()
         async with self._definition_lock(definition_id):
             await self.sync()
             latest = self._latest.get(definition_id)
+            _check_expected(definition_id, latest, expect)
             if latest is None or latest.deleted or latest.model is None:
                 raise UnknownDefinitionError(definition_id)
             version = latest.version + 1
@@ -527,6 +534,16 @@ class DefinitionLog:
         if entry is None or entry.deleted:
             return None
         return entry.model
+
+
+def _check_expected(
+    definition_id: str, latest: StoredDefinition | None, expect: int | None
+) -> None:
+    if expect is None:
+        return
+    current = 0 if latest is None else latest.version
+    if current != expect:
+        raise VersionConflictError(definition_id, expected=expect, found=current)
 
 
 # Errors of a partition whose leader is not known yet, e.g. just after creation.

@@ -18,6 +18,7 @@ from signalflow.definitions import (
     LogNotRunningError,
     StoredDefinition,
     UnknownDefinitionError,
+    VersionConflictError,
 )
 from signalflow.settings import Settings
 from signalflow.topics import Topics
@@ -211,3 +212,17 @@ def _read_topic(
     finally:
         consumer.close()
     return keys, records
+
+
+async def test_an_expected_version_guards_a_read_modify_write(
+    settings: Settings, topics: Topics
+) -> None:
+    audience_id = unique("aud")
+    async with DefinitionLog(settings) as log:
+        assert await log.save(an_audience(audience_id), expect=0) == 1
+        with pytest.raises(VersionConflictError, match="at version 0, it is at 1"):
+            await log.save(an_audience(audience_id), expect=0)
+        assert await log.save(an_audience(audience_id), expect=1) == 2
+        with pytest.raises(VersionConflictError):
+            await log.delete(audience_id, expect=1)
+        assert [e.version for e in log.history(audience_id)] == [1, 2]
