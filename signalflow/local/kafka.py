@@ -136,10 +136,12 @@ class LocalKafka:
         return distribution.ensure_libs(self._cache_dir)
 
     def start(self, brokers: int = 1, port: int | None = None) -> str:
-        """Start `brokers` nodes, clients on `port` (9092) and up; return bootstrap.
+        """Start `brokers` nodes, clients on `port` and up; return bootstrap.
 
         Idempotent: when the same cluster already runs, returns its address at once;
-        nodes of it that died are started again. Waits until every started node
+        nodes of it that died are started again. Without `port`, a recorded cluster
+        of this size that died without `stop` (a crash, a reboot) comes back on its
+        own ports; anything else starts on 9092. Waits until every started node
         answers a metadata request listing all nodes.
 
         Raises AlreadyRunningError when a cluster of another size or port runs from
@@ -158,9 +160,8 @@ class LocalKafka:
                 logger.warning("restarting stopped nodes %s", [n.node_id for n in dead])
                 return self._launch(recorded.layout, dead, recorded.processes)
 
-            layout = ClusterLayout.plan(
-                self._home, brokers=brokers, port=port or DEFAULT_PORT
-            )
+            port = port or _previous_port(recorded, brokers) or DEFAULT_PORT
+            layout = ClusterLayout.plan(self._home, brokers=brokers, port=port)
             return self._launch(layout, list(layout.nodes), {})
 
     def stop(self) -> None:
@@ -302,8 +303,14 @@ class LocalKafka:
             "port": layout.nodes[0].port,
             "bootstrap": layout.bootstrap,
             "processes": [
-                {"node_id": node_id, **record_to_json(record)}
-                for node_id, record in sorted(processes.items())
+                {
+                    "node_id": node.node_id,
+                    "port": node.port,
+                    "controller_port": node.controller_port,
+                    **record_to_json(processes[node.node_id]),
+                }
+                for node in layout.nodes
+                if node.node_id in processes
             ],
         }
         self._state.write(state)
@@ -326,6 +333,14 @@ def ensure_kafka(settings: Settings, *, brokers: int = 1) -> str:
     if external is not None:
         return external
     return LocalKafka(settings.state_dir).start(brokers=brokers)
+
+
+def _previous_port(recorded: _Recorded | None, brokers: int) -> int | None:
+    # A cluster of the same size that stopped (a reboot, a crash) comes back on
+    # its own ports, with its own data.
+    if recorded is None or len(recorded.layout.nodes) != brokers:
+        return None
+    return recorded.layout.nodes[0].port
 
 
 def _check_same_cluster(
