@@ -27,8 +27,10 @@ import pytest
 
 from signalflow.kafka.admin import delete_topics, ensure_topics
 from signalflow.local import (
+    LocalInfraError,
     LocalKafka,
     LocalRedis,
+    MissingToolError,
     external_bootstrap,
     external_redis_url,
     free_port_block,
@@ -42,6 +44,7 @@ JAR_CACHE = Settings().state_dir
 CLUSTER_BROKERS = 3
 _STOP_GRACE_S = 10.0
 _DOCKER_PING_TIMEOUT_S = 3
+_PORT_ATTEMPTS = 3
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -104,9 +107,23 @@ def kafka_bootstrap(
         stop_grace_s=_STOP_GRACE_S,
     )
     try:
-        yield kafka.start(brokers=1, port=free_port_block(2))
+        yield _start_on_free_ports(kafka, brokers=1)
     finally:
         kafka.stop()
+
+
+def _start_on_free_ports(kafka: LocalKafka, *, brokers: int) -> str:
+    # Ports found free can be taken by another test session before the broker
+    # binds them; fresh ones are tried then.
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        try:
+            return kafka.start(brokers=brokers, port=free_port_block(2 * brokers))
+        except MissingToolError:
+            raise
+        except LocalInfraError:
+            if attempt == _PORT_ATTEMPTS or kafka.status().running:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +176,7 @@ def _cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
         stop_grace_s=_STOP_GRACE_S,
     )
     try:
-        kafka.start(brokers=CLUSTER_BROKERS, port=free_port_block(2 * CLUSTER_BROKERS))
+        _start_on_free_ports(kafka, brokers=CLUSTER_BROKERS)
         yield kafka
     finally:
         kafka.stop()
