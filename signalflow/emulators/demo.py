@@ -35,3 +35,22 @@ SMTP_USERNAME = "signalflow"
 def demo_tls_dir() -> Path:
     """Where `signalflow emulators serve` keeps the demo's TLS CA and certificate."""
     return Path.home() / ".cache" / "signalflow" / "emulators" / "tls"
+
+
+def demo_ca_file() -> Path:
+    """The CA certificate the demo's TLS emulators (Salesforce, SMTP) present."""
+    return demo_tls_dir() / "ca.pem"
+
+
+def demo_ca_if_local(
+    host: str, port: int | None, endpoint: DemoEndpoint
+) -> Path | None:
+    """The demo CA when `host:port` is that demo emulator and the CA exists.
+
+    Lets connectors left at their demo defaults trust the demo's emulators with
+    no configuration, while a real service's address never picks it up.
+    """
+    if host not in (DEMO_HOST, "localhost") or port != endpoint.port:
+        return None
+    ca_file = demo_ca_file()
+    return ca_file if ca_file.exists() else None

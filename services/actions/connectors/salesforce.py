@@ -19,9 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import requests
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError
@@ -74,8 +75,17 @@ class SalesforceSettings(ConnectorSettings):
     api_version: str = Field(default="59.0", pattern=r"^\d+\.\d$")
     ca_file: Path | None = Field(
         default=None,
-        description="PEM CA bundle to verify the org with instead of the system's.",
+        description="PEM CA bundle to verify the org with instead of the system's; "
+        "left unset for the local demo emulator, its CA is used.",
     )
+
+    @model_validator(mode="after")
+    def _trust_the_demo_emulator(self) -> SalesforceSettings:
+        if self.ca_file is None:
+            url = urlsplit(self.instance_url)
+            host, port = url.hostname or "", url.port
+            self.ca_file = demo.demo_ca_if_local(host, port, demo.SALESFORCE)
+        return self
 
 
 class _HttpSession(requests.Session):

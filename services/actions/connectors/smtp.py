@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.actions.connectors.limits import CallLimiter
@@ -49,13 +49,20 @@ class SmtpSettings(ConnectorSettings):
     password: SecretStr | None = SecretStr(demo.SMTP.token)
     ca_file: Path | None = Field(
         default=None,
-        description="PEM CA bundle to verify the server with instead of the system's.",
+        description="PEM CA bundle to verify the server with instead of the system's; "
+        "left unset for the local demo emulator, its CA is used.",
     )
     sender: str = Field(
         default="signalflow <notifications@signalflow.example>",
         description="The From address when a message names none.",
     )
     max_concurrency: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _trust_the_demo_emulator(self) -> SmtpSettings:
+        if self.ca_file is None and self.tls != "none":
+            self.ca_file = demo.demo_ca_if_local(self.host, self.port, demo.SMTP)
+        return self
 
 
 @dataclass(frozen=True)
