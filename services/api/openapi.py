@@ -1,0 +1,108 @@
+"""The api's OpenAPI document.
+
+FastAPI documents the routes, answers and the bearer security scheme. The bodies
+the api validates itself (audiences, workflows, signal and profile batches) are
+added here from the models that validate them, so the document and the validation
+cannot drift apart: `AudienceSubmission`, `WorkflowSubmission`, `SignalInput` and
+`ProfileInput`, each with the types they use suffixed `In` (the answers use the
+unsuffixed names, in their serialization form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from signalflow.contracts.inputs import ProfileInput, SignalInput
+from signalflow.workflow import Audience, Workflow
+
+DESCRIPTION = """\
+The control plane of signalflow: audiences (who qualifies) and workflows (what
+happens to them), their versions, activation, previews, test and dry runs,
+monitoring figures, and HTTP ingestion of signals and profiles.
+
+Every route but `/health` needs `Authorization: Bearer <token>`. An invalid
+definition is answered 422 with `{"errors": [{"path": "steps.2.params.url",
+"message": "..."}]}`, one entry per problem.
+"""
+
+TAGS = [
+    {"name": "audiences", "description": "Who qualifies for a campaign."},
+    {"name": "workflows", "description": "What happens to an audience, step by step."},
+    {"name": "runs", "description": "Activate, pause, preview, test and dry runs."},
+    {"name": "monitoring", "description": "Pending, done, last run, OK, errors."},
+    {"name": "prebuilt", "description": "Ready-made campaigns to start from."},
+    {"name": "ingestion", "description": "Signals and profiles over HTTP."},
+    {"name": "health", "description": "Liveness of the api and its dependencies."},
+]
+
+INPUT_SUFFIX = "In"
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace `app.openapi` with a builder that adds the submission schemas."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document(app)
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]
+
+
+def _document(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=DESCRIPTION,
+        routes=app.routes,
+        tags=TAGS,
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    _add(schemas, "AudienceSubmission", Audience, drop=("version",), optional=("id",))
+    _add(
+        schemas,
+        "WorkflowSubmission",
+        Workflow,
+        drop=("version", "status"),
+        optional=("id",),
+    )
+    _add(schemas, "SignalInput", SignalInput)
+    _add(schemas, "ProfileInput", ProfileInput)
+    return document
+
+
+def _add(
+    schemas: dict[str, Any],
+    name: str,
+    model: type[BaseModel],
+    *,
+    drop: Iterable[str] = (),
+    optional: Iterable[str] = (),
+) -> None:
+    """Add `model`'s validation schema as `name`, its types suffixed `In`."""
+    schema = model.model_json_schema(
+        mode="validation",
+        by_alias=True,
+        ref_template="#/components/schemas/{model}" + INPUT_SUFFIX,
+    )
+    for type_name, definition in schema.pop("$defs", {}).items():
+        schemas.setdefault(type_name + INPUT_SUFFIX, definition)
+    properties = schema.get("properties", {})
+    for field in drop:
+        properties.pop(field, None)
+    leave_out = set(drop) | set(optional)
+    required: list[str] = [
+        field for field in schema.get("required", []) if field not in leave_out
+    ]
+    schema["required"] = required
+    if not required:
+        schema.pop("required")
+    schemas[name] = schema
+
+
+OpenApiBuilder = Callable[[], dict[str, Any]]
