@@ -146,6 +146,8 @@ class MatcherWorker:
             value_serializer="raw",
             table_standby_replicas=0,
             broker_commit_interval=own.commit_interval_s,
+            broker_session_timeout=own.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, own.session_timeout_s / 3),
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             processing_guarantee="at_least_once",

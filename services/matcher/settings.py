@@ -34,5 +34,8 @@ class MatcherSettings(BaseSettings):
     #: For tests and demos only: read "now" from this file (an ISO 8601 time)
     #: instead of the system clock, so schedules can be driven from outside.
     clock_file: Path | None = None
+    #: How long the group waits for a silent replica before giving its
+    #: partitions to others (a killed replica's partitions wait this long).
+    session_timeout_s: float = Field(default=30.0, gt=0)
     #: Offsets are committed at least this often (faust's commit interval).
     commit_interval_s: float = Field(default=1.0, gt=0)

@@ -67,6 +67,7 @@ class MatcherProcess:
                 "SIGNALFLOW_MATCHER_TICK_INTERVAL_S": str(self.tick_interval_s),
                 "SIGNALFLOW_MATCHER_STATUS_INTERVAL_S": "5",
                 "SIGNALFLOW_MATCHER_COMMIT_INTERVAL_S": "0.5",
+                "SIGNALFLOW_MATCHER_SESSION_TIMEOUT_S": "6",
             }
         )
         if self.clock_file is not None:
@@ -74,13 +75,13 @@ class MatcherProcess:
         return env
 
     def start(self) -> MatcherProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "signalflow"), "run", "matcher"],
-            env=self.environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "signalflow"), "run", "matcher"],
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def health(self) -> Json | None:
