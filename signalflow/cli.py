@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from signalflow.contracts.cli import publish_app
+from signalflow.emulators.cli import emulators_app
 from signalflow.kafka.cli import topics_app
 from signalflow.local.cli import kafka_app, redis_app
 from signalflow.runner import run_app
@@ -21,6 +22,7 @@ app.add_typer(redis_app, name="redis")
 app.add_typer(topics_app, name="topics")
 app.add_typer(publish_app, name="publish")
 app.add_typer(run_app, name="run")
+app.add_typer(emulators_app, name="emulators")
 
 
 @app.command()
