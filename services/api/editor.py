@@ -102,7 +102,12 @@ class DefinitionEditor:
         return self.audience(audience_id, version)
 
     async def delete_audience(self, audience_id: str) -> Deleted:
-        """Delete an audience no live workflow or audience uses; Conflict if used."""
+        """Delete an audience that no active workflow and no other audience uses;
+        Conflict otherwise.
+
+        Drafts and paused workflows may keep naming it: they fail their checks,
+        and so cannot be activated, until they name another audience.
+        """
         current = self._live_entry(audience_id, DefinitionKind.AUDIENCE)
         users = self._users_of(audience_id)
         if users:
@@ -205,8 +210,8 @@ class DefinitionEditor:
             if other.id != audience_id and key in other.filter.reads()
         ]
         users += [
-            f"workflow {workflow.id!r}"
-            for workflow in self._log.workflows().values()
+            f"active workflow {workflow.id!r}"
+            for workflow in self._log.active_workflows()
             if _workflow_uses(workflow, audience_id)
         ]
         return sorted(users)

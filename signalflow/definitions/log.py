@@ -177,6 +177,12 @@ class DefinitionLog:
     # -------------------------------------------------------------------- reads
 
     @property
+    def following(self) -> bool:
+        """Whether the background task is following the topic right now."""
+        running = self._task is not None and not self._task.done()
+        return running and not self._stopping
+
+    @property
     def position(self) -> int:
         """The offset after the last record applied to the view."""
         return self._position

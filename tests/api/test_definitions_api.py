@@ -84,16 +84,37 @@ async def test_an_id_is_never_reused(client: httpx.AsyncClient) -> None:
     assert "was deleted" in after_delete.json()["detail"]
 
 
-async def test_an_audience_in_use_cannot_be_deleted(client: httpx.AsyncClient) -> None:
+async def test_an_audience_of_an_active_workflow_cannot_be_deleted(
+    client: httpx.AsyncClient,
+) -> None:
     audience_id = await create_audience(client)
     workflow = await client.post("/workflows", json=workflow_body(audience_id))
     assert workflow.status_code == 201, workflow.text
+    workflow_id = workflow.json()["id"]
+    activated = await client.post(
+        f"/workflows/{workflow_id}/activate", json={"execution_timing": "future_only"}
+    )
+    assert activated.status_code == 200, activated.text
 
     refused = await client.delete(f"/audiences/{audience_id}")
 
     assert refused.status_code == 409
-    assert workflow.json()["id"] in refused.json()["detail"]
+    assert workflow_id in refused.json()["detail"]
     assert (await client.get(f"/audiences/{audience_id}")).status_code == 200
+
+
+async def test_an_audience_another_one_includes_cannot_be_deleted(
+    client: httpx.AsyncClient,
+) -> None:
+    inner = await create_audience(client)
+    outer = await create_audience(
+        client, filter={"kind": "in_audience", "audience_id": inner}
+    )
+
+    refused = await client.delete(f"/audiences/{inner}")
+
+    assert refused.status_code == 409
+    assert outer in refused.json()["detail"]
 
 
 async def test_unknown_objects_and_versions_are_404(client: httpx.AsyncClient) -> None:

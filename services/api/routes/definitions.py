@@ -114,7 +114,8 @@ async def update_audience(edit: Editor, audience_id: IdPath, body: Body) -> Audi
     summary="Delete an audience",
 )
 async def delete_audience(edit: Editor, audience_id: IdPath) -> Deleted:
-    """Delete an audience that no workflow or other audience uses.
+    """Delete an audience that no active workflow and no other audience uses
+    (409 otherwise). Drafts naming it cannot be activated until they name another.
 
     The deletion is a new version; earlier versions stay readable.
     """
