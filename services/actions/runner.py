@@ -11,9 +11,13 @@ one. The consumer's background auto-commit commits what was stored.
 Flow control: a partition with `partition_concurrency` unfinished commands is
 paused until half of them finished; when the whole process is full the loop stops
 polling until a command finishes, and if none does for a while it pauses every
-partition and keeps polling, so rebalances are still served. Pauses and resumes
-are applied in the polling thread between two polls, so no record returned by a
-poll can be fetched a second time by the resume that follows.
+partition and keeps polling, so rebalances are still served.
+
+Only the polling thread touches the consumer. Finished offsets, pauses and
+resumes are queued and applied there between two polls: a consumer call from the
+event loop could wait on librdkafka's locks while the polling thread sits in a
+rebalance callback waiting for the event loop, and a resume must not re-fetch a
+record the previous poll already returned.
 
 A revoked partition gets `revoke_drain_s` for its running commands to finish; its
 stored offset is committed before it goes. Commands still running after that are
@@ -104,6 +108,7 @@ class CommandRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pause_all = False
         self._flow_lock = threading.Lock()
+        self._stores: dict[TopicPartition, int] = {}
         self._started = False
         self.records_done = 0
         self.duplicates_skipped = 0
@@ -211,20 +216,12 @@ class CommandRunner:
         self._store(state, state.offsets.finished(_offset(message)))
 
     def _store(self, state: _Partition, point: int | None) -> None:
-        if point is None or state.revoked:
+        """Queue `point` as the partition's offset for the polling thread to store."""
+        if point is None:
             return
-        try:
-            self._consumer.store_offsets(
-                offsets=[KafkaPartition(state.topic, state.partition, point)]
-            )
-        except KafkaException as error:
-            log.debug(
-                "could not store %s[%d]@%d: %s",
-                state.topic,
-                state.partition,
-                point,
-                error,
-            )
+        with self._flow_lock:
+            if not state.revoked:
+                self._stores[(state.topic, state.partition)] = point
 
     def _fail(self, error: BaseException, message: Message) -> None:
         log.error(
@@ -245,9 +242,25 @@ class CommandRunner:
     # --- the polling thread ---------------------------------------------------
 
     def _poll(self, room: int) -> list[Message]:
+        self._apply_stores()
         self._apply_flow_control()
         messages = self._consumer.consume(room, self._poll_timeout_s)
         return [message for message in messages if not _is_error(message)]
+
+    def _apply_stores(self) -> None:
+        with self._flow_lock:
+            stores, self._stores = self._stores, {}
+        offsets = [
+            KafkaPartition(topic, partition, point)
+            for (topic, partition), point in stores.items()
+            if (topic, partition) in self._partitions
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+        except KafkaException as error:
+            log.debug("could not store offsets %s: %s", offsets, error)
 
     def _apply_flow_control(self) -> None:
         with self._flow_lock:
@@ -288,13 +301,15 @@ class CommandRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         states = self._take_states(partitions)
         self._drain(states)
+        with self._flow_lock:
+            for state in states:
+                state.revoked = True
+                self._stores.pop((state.topic, state.partition), None)
         final = [
             KafkaPartition(state.topic, state.partition, point)
             for state in states
             if (point := state.offsets.commit_point()) is not None
         ]
-        for state in states:
-            state.revoked = True
         try:
             if final:
                 consumer.store_offsets(offsets=final)
@@ -334,6 +349,7 @@ class CommandRunner:
             )
 
     def _close(self) -> None:
+        self._apply_stores()
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as error:
