@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from signalflow.local import MissingToolError, free_port_block
 from signalflow.local.cli import kafka_app, redis_app
 from signalflow.local.jars import KafkaDistribution
+from signalflow.local.processes import ProcessRecord, record_from_json
 from signalflow.local.tools import java_major_version, require_java
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,8 @@ def runner(state_dir: Path) -> Iterator[CliRunner]:
         "SIGNALFLOW_STATE_DIR": str(state_dir),
         "KAFKA_BOOTSTRAP_SERVERS": None,
         "REDIS_URL": None,
+        "SIGNALFLOW_LOCAL_KAFKA_PORT": None,
+        "SIGNALFLOW_LOCAL_REDIS_PORT": None,
         "COLUMNS": "200",
     }
     runner = CliRunner(env=env)
@@ -47,17 +50,14 @@ def runner(state_dir: Path) -> Iterator[CliRunner]:
     runner.invoke(redis_app, ["stop"])
 
 
-def _recorded_pids(state_dir: Path, service: str) -> list[int]:
+def _recorded(state_dir: Path, service: str) -> list[ProcessRecord]:
     state = json.loads((state_dir / service / "running.json").read_text())
-    if service == "redis":
-        return [state["pid"]]
-    return [entry["pid"] for entry in state["processes"]]
+    entries = [state] if service == "redis" else state["processes"]
+    return [record_from_json(entry) for entry in entries]
 
 
-def _alive(pid: int) -> bool:
-    # The commands run in this process, so their children are reaped on stop: an
-    # exited one leaves no /proc entry behind.
-    return Path(f"/proc/{pid}").exists()
+def _recorded_pids(state_dir: Path, service: str) -> list[int]:
+    return [record.pid for record in _recorded(state_dir, service)]
 
 
 def test_kafka_start_is_idempotent_and_stop_stops_the_recorded_node(
@@ -69,7 +69,8 @@ def test_kafka_start_is_idempotent_and_stop_stops_the_recorded_node(
     started = runner.invoke(kafka_app, ["start", "--port", str(port)])
     assert started.exit_code == 0, started.output
     assert f"Kafka runs at {bootstrap}" in started.output
-    [pid] = _recorded_pids(state_dir, "kafka")
+    [node] = _recorded(state_dir, "kafka")
+    pid = node.pid
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
     assert list(metadata.brokers) == [1]
 
@@ -90,7 +91,9 @@ def test_kafka_start_is_idempotent_and_stop_stops_the_recorded_node(
     stopped = runner.invoke(kafka_app, ["stop"])
     assert stopped.exit_code == 0, stopped.output
     assert f"Stopped Kafka at {bootstrap} (pids [{pid}])" in stopped.output
-    assert not _alive(pid)
+    # Pid and start time: with pids wrapping at 32768, the bare pid may already
+    # name another process's thread.
+    assert not node.is_alive()
 
     after = runner.invoke(kafka_app, ["status"])
     assert after.exit_code == 1
@@ -173,7 +176,8 @@ def test_redis_start_is_idempotent_and_stop_stops_the_recorded_server(
     started = runner.invoke(redis_app, ["start", "--port", str(port)])
     assert started.exit_code == 0, started.output
     assert f"Redis runs at {url}" in started.output
-    [pid] = _recorded_pids(state_dir, "redis")
+    [server] = _recorded(state_dir, "redis")
+    pid = server.pid
     with redis.Redis.from_url(url) as client:
         assert client.ping()
         assert client.config_get("save") == {"save": ""}
@@ -185,7 +189,7 @@ def test_redis_start_is_idempotent_and_stop_stops_the_recorded_server(
 
     stopped = runner.invoke(redis_app, ["stop"])
     assert f"Stopped Redis at {url} (pid {pid})" in stopped.output
-    assert not _alive(pid)
+    assert not server.is_alive()
     assert runner.invoke(redis_app, ["status"]).exit_code == 1
 
 

@@ -58,6 +58,16 @@ def _local_kafka() -> LocalKafka:
     return LocalKafka(Settings().state_dir)
 
 
+def _port_from_environment(field: str) -> int | None:
+    # Only a port the environment sets explicitly overrides the default, so a
+    # plain `start` still finds a cluster already running on another port.
+    settings = Settings()
+    if field not in settings.model_fields_set:
+        return None
+    port: int = getattr(settings, field)
+    return port
+
+
 @kafka_app.command("start")
 def kafka_start(
     brokers: Annotated[
@@ -65,11 +75,15 @@ def kafka_start(
     ] = 1,
     port: Annotated[
         int | None,
-        typer.Option(help="Client port of the first node (default 9092)."),
+        typer.Option(
+            help="Client port of the first node "
+            "(default SIGNALFLOW_LOCAL_KAFKA_PORT, else 9092)."
+        ),
     ] = None,
 ) -> None:
     """Start the local cluster unless it runs; print its bootstrap address."""
     out = _out()
+    port = port or _port_from_environment("local_kafka_port")
     external = external_bootstrap()
     if external is not None:
         out.print(f"KAFKA_BOOTSTRAP_SERVERS is set: using {external}; started nothing")
@@ -165,11 +179,15 @@ def _report_external_kafka(out: Console, bootstrap: str) -> None:
 @redis_app.command("start")
 def redis_start(
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on (default 6379).")
+        int | None,
+        typer.Option(
+            help="Port to listen on (default SIGNALFLOW_LOCAL_REDIS_PORT, else 6379)."
+        ),
     ] = None,
 ) -> None:
     """Start the local Redis server unless it runs; print its URL."""
     out = _out()
+    port = port or _port_from_environment("local_redis_port")
     external = external_redis_url()
     if external is not None:
         out.print(f"REDIS_URL is set: using {external}; started nothing")

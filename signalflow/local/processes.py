@@ -103,7 +103,8 @@ def stop_all(records: Iterable[ProcessRecord], *, grace_s: float) -> None:
             grace_s,
         )
         record.signal(signal.SIGKILL)
-    _wait_for_exit(remaining, timeout_s=10.0)
+    for record in _wait_for_exit(remaining, timeout_s=10.0):
+        logger.error("pid %s still runs 10s after SIGKILL; giving up", record.pid)
 
 
 def kill(record: ProcessRecord) -> None:
