@@ -17,7 +17,12 @@ from typing import Any, Literal, TypeVar
 from redis.asyncio import Redis
 
 from services.actions.connectors.crm import CrmConnector
-from services.actions.settings import ActionSettings, CrmExportSettings, WebhookSettings
+from services.actions.settings import (
+    ActionSettings,
+    CrmExportSettings,
+    SequenceSettings,
+    WebhookSettings,
+)
 from signalflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,7 @@ class Resources:
     connectors: Connectors
     crm_export: CrmExportSettings = field(default_factory=CrmExportSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    sequence: SequenceSettings = field(default_factory=SequenceSettings)
 
     @classmethod
     def from_environment(

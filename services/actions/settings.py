@@ -5,6 +5,8 @@
   workflow's CRM step follows unless it overrides them.
 - `WebhookSettings` (`SIGNALFLOW_WEBHOOK_*`): the address allowlist, signing
   secrets by name, limits.
+- `SequenceSettings` (`SIGNALFLOW_SEQUENCE_*`): the custom fields that receive
+  the AI message on each sequencing platform.
 
 Lists may be written comma-separated (`SIGNALFLOW_WEBHOOK_ALLOWLIST=127.0.0.1,::1`)
 or as JSON; the signing secrets are a JSON object of name to secret.
@@ -126,3 +128,18 @@ class WebhookSettings(BaseSettings):
     timestamp_header: str = "X-Signalflow-Timestamp"
 
     _split = field_validator("allowlist", mode="before")(_split_list)
+
+
+class SequenceSettings(BaseSettings):
+    """Where a sequence step puts the run's AI message on each platform.
+
+    An AI message step's subject and body go into the prospect's custom fields,
+    where the platform's templates read them (`SIGNALFLOW_SEQUENCE_*`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SIGNALFLOW_SEQUENCE_", extra="ignore")
+
+    outreach_subject_field: str = "custom1"
+    outreach_body_field: str = "custom2"
+    salesloft_subject_field: str = "ai_subject"
+    salesloft_body_field: str = "ai_body"
