@@ -179,7 +179,16 @@ class MatcherWorker:
         self.dead_letters = DeadLetterSender(
             self.codec, app.topic(self.topics.name("dead-letters"), **raw)
         )
-        self.tables = make_tables(app, partitions=self.partitions)
+        self.tables = make_tables(
+            app,
+            partitions=self.partitions,
+            sources=(
+                self.signals_topic,
+                self.by_account_topic,
+                self.control_topic,
+                self.ticks_topic,
+            ),
+        )
         app.agent(self.profiles, name="repartition_profiles")(self._repartition)
         app.agent(self.inputs, name="match")(self._match)
         app.timer(interval=self.own.tick_interval_s)(self._tick_all)

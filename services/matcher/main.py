@@ -17,6 +17,7 @@ from services.matcher.app import MatcherWorker, input_partitions, internal_topic
 from services.matcher.settings import MatcherSettings
 from signalflow.logs import configure_logging
 from signalflow.settings import Settings, get_settings
+from signalflow.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,15 @@ def ensure_internal_topics(settings: Settings) -> None:
         for name in internal_topic_names(settings).values()
     ]
     existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    topics = Topics(settings)
+    for logical in ("signals", "profiles", "control"):
+        name = topics.name(logical)
+        found = existing.get(name)
+        if found is not None and len(found.partitions) != partitions:
+            raise ValueError(
+                f"expected {partitions} partitions in {name!r} like the signals "
+                f"topic (co-partitioning), got {len(found.partitions)}"
+            )
     missing = [topic for topic in wanted if topic.topic not in existing]
     if not missing:
         return

@@ -67,7 +67,7 @@ class MatcherProcess:
                 "SIGNALFLOW_MATCHER_TICK_INTERVAL_S": str(self.tick_interval_s),
                 "SIGNALFLOW_MATCHER_STATUS_INTERVAL_S": "5",
                 "SIGNALFLOW_MATCHER_COMMIT_INTERVAL_S": "0.5",
-                "SIGNALFLOW_MATCHER_SESSION_TIMEOUT_S": "6",
+                "SIGNALFLOW_MATCHER_SESSION_TIMEOUT_S": "15",
             }
         )
         if self.clock_file is not None:

@@ -290,7 +290,7 @@ def stream_workload(feed: Feed, prefix: str, people: int) -> list[str]:
         feed.profile(key, account, email=f"{key}@x.io" if has_email else None)
         if has_email:
             expected.append(key)
-    for round_ in range(2):
+    for _ in range(2):
         for index in range(people):
             key = f"{prefix}{index:04d}"
             feed.signal("job_change", f"{prefix}acc-{index % 40}", key)
