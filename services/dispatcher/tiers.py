@@ -119,8 +119,8 @@ def aligned_timestamp(due_ms: int, from_ms: int, *, partitions: int) -> int:
     Its sub-second phase is the due time's, so every later hop is whole seconds.
     Among the waits of one partition written at the same moment, it differs by no
     more than the partition's phase range (`1s / partitions`): each partition
-    counts its phases from its own lowest one, not from `from_ms`. It lies between
-    `from_ms - 1s/partitions` and `from_ms + 1s`, and on the phase of `due_ms`, so
+    counts its phases from its own lowest one, not from `from_ms`. It lies after
+    `from_ms - 1s/partitions` and before `from_ms + 1s`, on the phase of `due_ms`, so
     a hop into the largest tier not longer than the remaining time still leaves it
     by `due_ms`. A wait passed on from tier to tier keeps its timestamp chain: for
     `from_ms` on the due time's phase the result is `from_ms` itself.
@@ -128,6 +128,6 @@ def aligned_timestamp(due_ms: int, from_ms: int, *, partitions: int) -> int:
     width = -(-GRAIN_MS // partitions)
     bucket = phase_partition(due_ms, partitions)
     lowest_phase = -(-bucket * GRAIN_MS // partitions)
-    start = from_ms - width
+    start = from_ms - width + 1
     bucket_start = start + (lowest_phase - start) % GRAIN_MS
     return bucket_start + due_ms % GRAIN_MS - lowest_phase
