@@ -288,3 +288,35 @@ async def test_crm_update_uses_the_record_an_earlier_crm_step_wrote(
     assert result["status"] == "OK", result
     stored = hubspot(running).objects["contacts"][contact]["properties"]
     assert stored["signalflow_message"] == "funding"
+
+
+async def test_a_missing_account_is_created_when_the_settings_allow_it(
+    harness_factory, vendor_resources: Resources, emulators
+) -> None:
+    running = await emulators("hubspot")
+    harness = await harness_factory(ActionType.CRM_UPSERT, vendor_resources)
+    newco = profile(
+        "newco", kind="ACCOUNT", fields={"name": "Newco", "domain": "newco.example"}
+    )
+
+    def command(email: str, params: dict[str, Any]) -> dict[str, Any]:
+        return step_command(
+            ActionType.CRM_UPSERT,
+            {"target": "hubspot", **params},
+            person=profile("ann", email=email, fields={"last_name": "Lee"}),
+            account=newco,
+        )
+
+    unlinked = await harness.run(command("ann@newco.example", {}))
+    linked = await harness.run(
+        command("bo@newco.example", {"create_account_if_missing": True})
+    )
+
+    assert "account_id" not in unlinked["outputs"]
+    company = linked["outputs"]["account_id"]
+    assert linked["outputs"]["account_created"] == "Yes"
+    stored = hubspot(running).objects["companies"][company]["properties"]
+    assert (stored["name"], stored["domain"]) == ("Newco", "newco.example")
+    assert hubspot(running).associated(
+        "contacts", linked["outputs"]["record_id"], "companies"
+    ) == [company]

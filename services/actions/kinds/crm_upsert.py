@@ -6,11 +6,12 @@ contacts or leads, whether an existing record is updated, and whether a missing
 account may be created. The record's standard fields come from the person's
 profile (name, title; a Salesforce lead also needs its company), and the step's
 `fields` templates, rendered as plain text, add to or replace them. The person
-is then linked to the account found by domain (a Salesforce lead carries the
-company by name instead, until it is converted).
+is then linked to the account found by domain, which is created first when
+there is none and the settings allow it (a Salesforce lead carries the company
+by name instead, until it is converted).
 
 Outputs: `record_id`, `object` (contact or lead), `created` and `updated` (Yes or
-No), `crm`, and `account_id` when an account was linked.
+No), `crm`, and `account_id` (and `account_created`) when an account was linked.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from services.actions.connectors.crm import CrmConnector, CrmRecord
 from services.actions.crm_records import (
     PersonObject,
     account_domain,
+    create_account,
     crm_object_type,
     find_account,
     person_email,
@@ -104,17 +106,17 @@ class CrmUpsertAction(Action[CrmUpsertParams]):
         if plan.target == "salesforce" and record.ref.object_type == "Lead":
             return {}
         account = await find_account(step, crm)
-        if account is None:
-            if plan.create_account_if_missing:
-                log.warning(
-                    "no %s account for domain %r, and the connector cannot create "
-                    "one; the person stays unlinked",
-                    plan.target,
-                    account_domain(step),
-                )
+        if account is not None:
+            await crm.link_person_to_account(record.ref, account.ref)
+            return {"account_id": account.ref.id}
+        domain = account_domain(step)
+        if not plan.create_account_if_missing or domain is None:
             return {}
-        await crm.link_person_to_account(record.ref, account.ref)
-        return {"account_id": account.ref.id}
+        name = str((step.account or {}).get("fields", {}).get("name") or domain)
+        created = await create_account(crm, plan.target, name=name, domain=domain)
+        log.info("created %s account %s for %s", plan.target, created.id, domain)
+        await crm.link_person_to_account(record.ref, created)
+        return {"account_id": created.id, "account_created": True}
 
     def _plan(self, step: Step[CrmUpsertParams]) -> UpsertPlan:
         params = step.params
