@@ -16,6 +16,9 @@ from signalflow.settings import Settings
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
+    # The Java client's and faust's partitioner: a key lands on the same partition
+    # whichever client wrote it, which co-partitioning by account depends on.
+    "partitioner": "murmur2_random",
     "acks": "all",
     "linger.ms": 5,
     "compression.type": "lz4",
