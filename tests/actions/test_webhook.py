@@ -157,3 +157,97 @@ async def test_webhook_dry_run_shows_request_without_sending(
     assert outputs["would_send.signed_with"] == "partner"
     assert SECRET not in json.dumps(outputs)
     assert hook_server.requests == []
+
+
+async def test_the_same_command_delivered_twice_calls_the_webhook_once(
+    harness_factory, resources: Resources, hook_server: HookServer
+) -> None:
+    harness = await harness_factory(ActionType.WEBHOOK, resources)
+    command = step_command(ActionType.WEBHOOK, hook_params(hook_server))
+
+    harness.send(command)
+    harness.send(command)
+    first, second = await harness.results.wait_for(2, key=command["idempotency_key"])
+
+    assert (
+        first["outputs"]
+        == second["outputs"]
+        == {
+            "status": "200",
+            "lead_id": "hook-1",
+            "score": "7",
+        }
+    )
+    assert len(hook_server.requests) == 1
+    assert harness.service.health()["replayed"] == 1
+
+
+async def test_a_redelivery_racing_the_first_delivery_waits_and_acts_once(
+    harness_factory, resources: Resources, hook_server: HookServer
+) -> None:
+    harness = await harness_factory(ActionType.WEBHOOK, resources)
+    hook_server.default = Answer(200, {"data": {"id": "slow"}}, delay_s=0.8)
+    command = step_command(ActionType.WEBHOOK, hook_params(hook_server))
+
+    # Keyed differently, the two copies land in different partitions and run
+    # at the same time: the second finds the first one's claim and waits for it.
+    harness.send(command)
+    harness.send({**command, "run_id": command["run_id"] + "-copy"})
+    results = await harness.results.wait_for(2, key=command["idempotency_key"])
+
+    assert [r["status"] for r in results] == ["OK", "OK"]
+    assert len(hook_server.requests) == 1
+
+
+async def test_a_slow_webhook_times_out_as_retryable(
+    harness_factory, resources: Resources, hook_server: HookServer
+) -> None:
+    harness = await harness_factory(ActionType.WEBHOOK, resources)
+    hook_server.queued.append(Answer(200, {}, delay_s=2.0))
+
+    result = await harness.run(
+        step_command(ActionType.WEBHOOK, hook_params(hook_server, timeout_s=0.5))
+    )
+
+    assert (result["status"], result["retryable"]) == ("ERROR", True)
+    assert "did not answer within 0.5s" in result["error"]
+
+
+async def test_a_response_larger_than_the_cap_is_refused(
+    harness_factory, resources: Resources, hook_server: HookServer
+) -> None:
+    resources.webhook.max_response_bytes = 1024
+    harness = await harness_factory(ActionType.WEBHOOK, resources)
+    hook_server.queued.append(Answer(200, {"blob": "x" * 5000}))
+
+    result = await harness.run(
+        step_command(ActionType.WEBHOOK, hook_params(hook_server))
+    )
+
+    assert (result["status"], result["retryable"]) == ("ERROR", False)
+    assert "more than 1024 bytes" in result["error"]
+
+
+async def test_get_with_query_and_test_mode_header(
+    harness_factory, resources: Resources, hook_server: HookServer
+) -> None:
+    harness = await harness_factory(ActionType.WEBHOOK, resources)
+
+    result = await harness.run(
+        step_command(
+            ActionType.WEBHOOK,
+            {
+                "url": hook_server.url + "/lookup",
+                "method": "get",
+                "query": {"email": "$Email", "company": "$Company Name & Co"},
+            },
+            mode="TEST",
+        )
+    )
+
+    (request,) = hook_server.requests
+    assert result["status"] == "OK"
+    assert request["method"] == "GET" and request["body"] == b""
+    assert request["query"] == {"email": "dana@acme.io", "company": "Acme & Co"}
+    assert request["headers"]["X-Signalflow-Mode"] == "TEST"
+    assert request["headers"]["Idempotency-Key"] == result["idempotency_key"]
