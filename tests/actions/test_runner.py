@@ -164,3 +164,45 @@ async def test_a_failing_handler_stops_the_runner_without_committing_it(
     else:
         raise AssertionError("the runner should re-raise the handler's error")
     assert await asyncio.to_thread(committed, settings, group, topic, 2) <= 1
+
+
+async def test_a_rebalance_drains_running_commands_and_hands_over_the_rest(
+    settings: Settings, topics: Topics
+) -> None:
+    topic = topics.action(ActionType.WEBHOOK)
+    for partition in range(3):
+        produce_to_partition(settings, topic, partition, 20)
+    handled: list[tuple[int, int]] = []
+
+    async def handler(message: Message) -> None:
+        await asyncio.sleep(0.05)
+        handled.append((message.partition(), message.offset()))
+
+    group = f"runner-{uuid.uuid4().hex[:8]}"
+
+    def runner() -> CommandRunner:
+        return CommandRunner(
+            make_consumer(settings, group, auto_commit_interval_ms=200),
+            [topic],
+            handler,
+            max_in_flight=4,
+            partition_concurrency=2,
+            poll_timeout_s=0.05,
+            revoke_drain_s=5,
+        )
+
+    first, second = runner(), runner()
+    first_task = asyncio.create_task(first.run())
+    await eventually(lambda: len(handled) >= 5)
+    second_task = asyncio.create_task(second.run())
+    await eventually(lambda: len(set(handled)) == 60, timeout_s=60)
+    await eventually(lambda: second.assignment != set(), timeout_s=30)
+    first.stop()
+    second.stop()
+    await asyncio.gather(first_task, second_task)
+
+    assert first.records_done > 0 and second.records_done > 0
+    for partition in range(3):
+        assert committed(settings, group, topic, partition) == 20
+    # Only commands still running when their partition moved may run twice.
+    assert len(handled) - len(set(handled)) <= 4
