@@ -17,10 +17,12 @@ killing brokers; they are marked `cluster`, so `-m "not cluster"` skips them.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
 
 import pytest
@@ -45,6 +47,17 @@ CLUSTER_BROKERS = 3
 _STOP_GRACE_S = 10.0
 _DOCKER_PING_TIMEOUT_S = 3
 _PORT_ATTEMPTS = 3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Treat SIGTERM like Ctrl-C, so a run ended by `timeout` or a CI runner still
+    tears the session down and stops the broker and Redis it started."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
