@@ -260,3 +260,57 @@ async def test_task_for_a_specific_user_in_test_mode_is_marked(
     )
     assert len(org.records["Task"]) == 1
     await asyncio.sleep(0)
+
+
+async def test_assign_writes_a_custom_owner_field_when_asked(
+    harness_factory, vendor_resources: Resources, emulators
+) -> None:
+    org = salesforce(await emulators("salesforce"))
+    record = contact(org, OwnerId=user_id(org, RILEY))
+    harness = await harness_factory(ActionType.ASSIGN_OWNER, vendor_resources)
+
+    await harness.run(
+        command(
+            ActionType.ASSIGN_OWNER,
+            {
+                "method": {"kind": "specific_user", "user": SAM},
+                "write_field": "SDR_Owner__c",
+            },
+        )
+    )
+
+    stored = org.records["Contact"][record]
+    assert stored["SDR_Owner__c"] == user_id(org, SAM)
+    assert stored["OwnerId"] == user_id(org, RILEY)
+
+
+async def test_task_for_the_account_owner_and_a_record_owner_field(
+    harness_factory, vendor_resources: Resources, emulators
+) -> None:
+    org = salesforce(await emulators("salesforce"))
+    contact(org, Description=AVERY)
+    (acme,) = org.find("Account", Name="Acme Robotics")
+    org.records["Account"][acme["Id"]]["OwnerId"] = user_id(org, RILEY)
+    harness = await harness_factory(ActionType.TASK, vendor_resources)
+
+    for_account_owner = await harness.run(
+        command(
+            ActionType.TASK,
+            {"subject": "Account plan", "assign_to": {"kind": "account_owner"}},
+        )
+    )
+    for_field = await harness.run(
+        command(
+            ActionType.TASK,
+            {
+                "subject": "SDR follow-up",
+                "assign_to": {"kind": "record_owner", "field": "Description"},
+            },
+        )
+    )
+
+    tasks = org.records["Task"]
+    assert tasks[for_account_owner["outputs"]["task_id"]]["OwnerId"] == user_id(
+        org, RILEY
+    )
+    assert tasks[for_field["outputs"]["task_id"]]["OwnerId"] == user_id(org, AVERY)

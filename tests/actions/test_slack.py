@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from services.actions.resources import Resources
+from signalflow.emulators import demo
 from signalflow.emulators.base import Fault
 from signalflow.emulators.slack import SlackEmulator
 from signalflow.topics import ActionType
@@ -217,9 +221,13 @@ async def test_rate_limited_slack_is_retryable_and_the_retry_posts_only_the_rest
     assert len(slack.messages_in("C0SALES01")) == 1
 
 
-async def test_slack_400_fails_the_step_as_permanent(
-    harness_factory, vendor_resources: Resources, emulators
+async def test_slack_400_fails_the_step_as_permanent_without_leaking_the_token(
+    harness_factory,
+    vendor_resources: Resources,
+    emulators,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     running = await emulators("slack")
     workspace(running).inject(Fault(kind="bad_request", path="*chat.postMessage*"))
     harness = await harness_factory(ActionType.SLACK, vendor_resources)
@@ -229,6 +237,8 @@ async def test_slack_400_fails_the_step_as_permanent(
     )
 
     assert (result["status"], result["retryable"]) == ("ERROR", False)
+    token = demo.SLACK.token
+    assert token not in caplog.text and token not in repr(result)
 
 
 async def test_test_mode_marks_the_message_and_dry_run_posts_nothing(
