@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -115,20 +116,42 @@ class Stack:
             console.print(f"Kafka: using {env['KAFKA_BOOTSTRAP_SERVERS']}")
         else:
             kafka = LocalKafka(self._settings.state_dir)
+            # A broker that ran before `up` belongs to someone else: use, not stop.
+            was_running = kafka.status().running
             env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.start(
                 port=self._settings.local_kafka_port
             )
-            self._stop_infra.append(("kafka", kafka))
-            console.print(f"Kafka: started at {env['KAFKA_BOOTSTRAP_SERVERS']}")
+            if not was_running:
+                self._stop_infra.append(("kafka", kafka))
+            verb = "using" if was_running else "started at"
+            console.print(f"Kafka: {verb} {env['KAFKA_BOOTSTRAP_SERVERS']}")
         if "REDIS_URL" in os.environ:
             env["REDIS_URL"] = os.environ["REDIS_URL"]
             console.print(f"Redis: using {env['REDIS_URL']}")
         else:
             redis = LocalRedis(self._settings.state_dir)
+            was_running = redis.status().alive
             env["REDIS_URL"] = redis.start(port=self._settings.local_redis_port)
-            self._stop_infra.append(("redis", redis))
-            console.print(f"Redis: started at {env['REDIS_URL']}")
+            if not was_running:
+                self._stop_infra.append(("redis", redis))
+            verb = "using" if was_running else "started at"
+            console.print(f"Redis: {verb} {env['REDIS_URL']}")
         return env
+
+    def api_token(self, env: dict[str, str], console: Console) -> None:
+        """Make sure the api has a bearer token; mint one for this stack if none.
+
+        A minted token is printed and written to `<state dir>/api-token`.
+        """
+        if os.environ.get("SIGNALFLOW_API_TOKENS"):
+            return
+        token = secrets.token_urlsafe(24)
+        env["SIGNALFLOW_API_TOKENS"] = token
+        path = self._settings.state_dir / "api-token"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        console.print(f"API token (also in {path}): {token}")
 
     def ensure_topics(self, env: dict[str, str], console: Console) -> None:
         settings = self._settings.model_copy(
@@ -139,7 +162,8 @@ class Stack:
             }
         )
         changes = ensure_topics(settings)
-        console.print(f"Topics: {changes}")
+        for line in changes.summary():
+            console.print(f"Topics: {line}")
 
     def start_services(
         self, services: Sequence[ServiceProcess], env: dict[str, str]
@@ -225,6 +249,7 @@ def run_stack(settings: Settings, *, emulators: bool = True) -> None:
         try:
             env = stack.start_infrastructure(console)
             stack.ensure_topics(env, console)
+            stack.api_token(env, console)
             stack.start_services(services, env)
             with httpx.Client() as client, Live(console=console) as live:
                 while True:

@@ -37,6 +37,7 @@ from signalflow.local import (
     external_redis_url,
     free_port_block,
 )
+from signalflow.local.jars import KafkaDistribution
 from signalflow.settings import KafkaSettings, RedisSettings, Settings
 from signalflow.topics import Topics
 
@@ -211,6 +212,18 @@ def cluster(_cluster_session: LocalKafka) -> LocalKafka:
 def jar_cache_dir() -> Path:
     """The state dir whose `kafka-<version>/libs` holds the broker's jars."""
     return JAR_CACHE
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, jar_cache_dir: Path) -> Path:
+    """A fresh state dir whose jar cache is the shared one, so nothing is fetched."""
+    version = KafkaDistribution.from_deploy_dir().version
+    shared = jar_cache_dir / f"kafka-{version}"
+    shared.mkdir(parents=True, exist_ok=True)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"kafka-{version}").symlink_to(shared, target_is_directory=True)
+    return state
 
 
 def _settings_for(bootstrap: str, redis_url: str) -> Settings:

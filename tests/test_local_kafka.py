@@ -15,21 +15,10 @@ from typer.testing import CliRunner
 
 from signalflow.local import MissingToolError, free_port_block
 from signalflow.local.cli import kafka_app, redis_app
-from signalflow.local.jars import KafkaDistribution
 from signalflow.local.processes import ProcessRecord, record_from_json
 from signalflow.local.tools import java_major_version, require_java
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, jar_cache_dir: Path) -> Path:
-    """A fresh state dir whose jar cache is the shared one."""
-    version = KafkaDistribution.from_deploy_dir().version
-    shared = jar_cache_dir / f"kafka-{version}"
-    shared.mkdir(parents=True, exist_ok=True)
-    (tmp_path / f"kafka-{version}").symlink_to(shared, target_is_directory=True)
-    return tmp_path
 
 
 @pytest.fixture

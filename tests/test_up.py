@@ -67,16 +67,18 @@ def _healthy(client: httpx.Client, url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_up_then_sigterm_leaves_no_process_behind(
+    tmp_path: Path, state_dir: Path
+) -> None:
     api, metrics, matcher, dispatcher = (free_port_block(1) for _ in range(4))
     actions_base = free_port_block(len(ActionType))
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
+        if key not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SIGNALFLOW_API_TOKENS")
     }
     env.update(
-        SIGNALFLOW_STATE_DIR=str(tmp_path / "state"),
+        SIGNALFLOW_STATE_DIR=str(state_dir),
         SIGNALFLOW_LOCAL_KAFKA_PORT=str(free_port_block(2)),
         SIGNALFLOW_LOCAL_REDIS_PORT=str(free_port_block(1)),
         SIGNALFLOW_MATCHER_DATA_DIR=str(tmp_path / "matcher"),
@@ -103,6 +105,13 @@ def test_up_then_sigterm_leaves_no_process_behind(tmp_path: Path) -> None:
     try:
         wait_healthy(health, process)
         started = descendants(process.pid)
+        # With no token configured, `up` minted one for the api and wrote it down.
+        token = (state_dir / "api-token").read_text().strip()
+        audiences = httpx.get(
+            f"http://127.0.0.1:{api}/audiences",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert audiences.status_code == 200
         # Kafka, Redis and 13 services (4 + one per action type) at least.
         assert len(started) >= 2 + 4 + len(ActionType)
 
