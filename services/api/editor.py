@@ -87,9 +87,8 @@ class DefinitionEditor:
 
     async def create_audience(self, body: Any) -> Audience:
         """Validate and save a new audience as version 1."""
-        data = _submission(body, new_id="aud")
-        self._require_unused(data["id"])
-        audience = self._valid_audience(data)
+        audience = self._valid_audience(_submission(body, new_id="aud"))
+        self._require_unused(audience.id)
         version = await self._save(audience, expect=0)
         return self.audience(audience.id, version)
 
@@ -124,8 +123,8 @@ class DefinitionEditor:
         """Validate and save a new workflow as version 1, in draft."""
         data = _submission(body, new_id="wf")
         _require_status(data, "draft")
-        self._require_unused(data["id"])
         workflow = self._valid_workflow({**data, "status": "draft"})
+        self._require_unused(workflow.id)
         version = await self._save(workflow, expect=0)
         return self.workflow(workflow.id, version)
 
@@ -269,6 +268,13 @@ def _validated(
         return validate(data, audiences=audiences)
     except DefinitionError as error:
         raise InvalidDefinition(error.as_list()) from None
+    except ArithmeticError as error:
+        # A number too large for the model's own arithmetic (a delay of 10^30
+        # days) escapes its validators; it is still the submitter's mistake.
+        log.warning("definition refused for a number out of range: %s", error)
+        raise InvalidDefinition(
+            [{"path": "", "message": f"A number is out of range: {error}."}]
+        ) from None
 
 
 async def _translated(write: Callable[[], Awaitable[int]]) -> int:

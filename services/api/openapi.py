@@ -73,7 +73,35 @@ def _document(app: FastAPI) -> dict[str, Any]:
     )
     _add(schemas, "SignalInput", SignalInput)
     _add(schemas, "ProfileInput", ProfileInput)
+    _describe_times_of_day(document)
     return document
+
+
+TIME_OF_DAY = {
+    "type": "string",
+    "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$",
+    "examples": ["09:00"],
+}
+
+
+def _describe_times_of_day(node: Any) -> None:
+    """Describe times of day as the api reads and writes them.
+
+    pydantic documents a `time` as JSON Schema's `format: time`, which is RFC
+    3339's time with a UTC offset; the model's times of day (a schedule's `at`)
+    have none, and are written as `09:00:00`.
+    """
+    if isinstance(node, list):
+        for item in node:
+            _describe_times_of_day(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("format") == "time" and node.get("type") == "string":
+        del node["format"]
+        node.update({key: value for key, value in TIME_OF_DAY.items() if key != "type"})
+    for value in node.values():
+        _describe_times_of_day(value)
 
 
 def _add(

@@ -80,7 +80,8 @@ def commands_of_workflow(
 
 
 class PreviewAnswerer:
-    """Answers PREVIEW commands of one workflow from chosen partitions.
+    """Answers PREVIEW commands of one workflow (of every one with None) from
+    chosen partitions.
 
     `matching` maps a partition to (count, example person keys); partitions not
     in it stay silent, as a partition whose matcher is down would.
@@ -89,7 +90,7 @@ class PreviewAnswerer:
     def __init__(
         self,
         settings: Settings,
-        workflow_id: str,
+        workflow_id: str | None,
         matching: Mapping[int, tuple[int, list[str]]],
     ) -> None:
         topics = Topics(settings)
@@ -120,7 +121,7 @@ class PreviewAnswerer:
             command = CODEC.decode("control", message.value())
             if command["kind"] != "PREVIEW":
                 continue
-            if command["workflow_id"] != self._workflow_id:
+            if self._workflow_id not in (None, command["workflow_id"]):
                 continue
             self._answer(message.partition(), command)
 
@@ -128,8 +129,9 @@ class PreviewAnswerer:
         if partition not in self._matching:
             return
         count, examples = self._matching[partition]
+        workflow_id = command["workflow_id"]
         status = {
-            "workflow_id": self._workflow_id,
+            "workflow_id": workflow_id,
             "partition": partition,
             "reported_at": datetime.now(UTC),
             "pending": 0,
@@ -147,7 +149,7 @@ class PreviewAnswerer:
         self._producer.produce(
             self._status_topic,
             CODEC.encode("matcher_status", status),
-            key=f"{self._workflow_id}:{partition}".encode(),
+            key=f"{workflow_id}:{partition}".encode(),
         )
         self._producer.flush(10)
         self.answered.append(command["command_id"])

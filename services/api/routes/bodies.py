@@ -26,6 +26,10 @@ async def json_body(request: Request) -> Any:
         raise InvalidDefinition(
             [{"path": "", "message": f"The body is not valid JSON: {error}."}]
         ) from None
+    except RecursionError:
+        raise InvalidDefinition(
+            [{"path": "", "message": "The body is nested too deeply."}]
+        ) from None
 
 
 def json_request_body(component: str, description: str) -> dict[str, Any]:

@@ -16,12 +16,21 @@ from services.api.runtime import ApiRuntime, runtime
 from signalflow.definitions import DefinitionKind
 from signalflow.workflow import Audience, Workflow
 
-IdPath = Annotated[
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+AudienceIdPath = Annotated[
     str,
     Path(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$",
-        description="The id of the audience or workflow.",
-        examples=["wf_3f2a9c1d"],
+        pattern=ID_PATTERN,
+        description="The id of the audience.",
+        examples=["aud_funded_accounts"],
+    ),
+]
+WorkflowIdPath = Annotated[
+    str,
+    Path(
+        pattern=ID_PATTERN,
+        description="The id of the workflow.",
+        examples=["wf_funding_follow_up"],
     ),
 ]
 VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A saved version.")]
@@ -90,7 +99,7 @@ async def create_audience(edit: Editor, body: Body, response: Response) -> Audie
     responses=error_responses(401, 404, 422),
     summary="Get an audience",
 )
-async def get_audience(edit: Editor, audience_id: IdPath) -> Audience:
+async def get_audience(edit: Editor, audience_id: AudienceIdPath) -> Audience:
     """The latest version of an audience."""
     return edit.audience(audience_id)
 
@@ -102,7 +111,9 @@ async def get_audience(edit: Editor, audience_id: IdPath) -> Audience:
     openapi_extra=AUDIENCE_BODY,
     summary="Update an audience",
 )
-async def update_audience(edit: Editor, audience_id: IdPath, body: Body) -> Audience:
+async def update_audience(
+    edit: Editor, audience_id: AudienceIdPath, body: Body
+) -> Audience:
     """Validate and save the next version of an audience."""
     return await edit.update_audience(audience_id, body)
 
@@ -113,7 +124,7 @@ async def update_audience(edit: Editor, audience_id: IdPath, body: Body) -> Audi
     responses=error_responses(401, 404, 409, 422, 503),
     summary="Delete an audience",
 )
-async def delete_audience(edit: Editor, audience_id: IdPath) -> Deleted:
+async def delete_audience(edit: Editor, audience_id: AudienceIdPath) -> Deleted:
     """Delete an audience that no active workflow and no other audience uses
     (409 otherwise). Drafts naming it cannot be activated until they name another.
 
@@ -128,7 +139,9 @@ async def delete_audience(edit: Editor, audience_id: IdPath) -> Deleted:
     responses=error_responses(401, 404, 422),
     summary="Version history of an audience",
 )
-async def audience_history(edit: Editor, audience_id: IdPath) -> list[VersionInfo]:
+async def audience_history(
+    edit: Editor, audience_id: AudienceIdPath
+) -> list[VersionInfo]:
     """Every saved version, oldest first, the deletion included."""
     return edit.history(audience_id, DefinitionKind.AUDIENCE)
 
@@ -140,7 +153,7 @@ async def audience_history(edit: Editor, audience_id: IdPath) -> list[VersionInf
     summary="Get one version of an audience",
 )
 async def audience_version(
-    edit: Editor, audience_id: IdPath, version: VersionPath
+    edit: Editor, audience_id: AudienceIdPath, version: VersionPath
 ) -> Audience:
     """One saved version, also after later versions or a deletion."""
     return edit.audience(audience_id, version)
@@ -181,7 +194,7 @@ async def create_workflow(edit: Editor, body: Body, response: Response) -> Workf
     responses=error_responses(401, 404, 422),
     summary="Get a workflow",
 )
-async def get_workflow(edit: Editor, workflow_id: IdPath) -> Workflow:
+async def get_workflow(edit: Editor, workflow_id: WorkflowIdPath) -> Workflow:
     """The latest version of a workflow."""
     return edit.workflow(workflow_id)
 
@@ -193,7 +206,9 @@ async def get_workflow(edit: Editor, workflow_id: IdPath) -> Workflow:
     openapi_extra=WORKFLOW_BODY,
     summary="Update a workflow",
 )
-async def update_workflow(edit: Editor, workflow_id: IdPath, body: Body) -> Workflow:
+async def update_workflow(
+    edit: Editor, workflow_id: WorkflowIdPath, body: Body
+) -> Workflow:
     """Validate and save the next version; an active workflow stays active and
     the matcher picks the new version up. Runs already started finish on the
     version they started with."""
@@ -206,7 +221,9 @@ async def update_workflow(edit: Editor, workflow_id: IdPath, body: Body) -> Work
     responses=error_responses(401, 404, 409, 422, 503),
     summary="Delete a workflow",
 )
-async def delete_workflow(edit: Editor, workflow_id: IdPath, state: Runtime) -> Deleted:
+async def delete_workflow(
+    edit: Editor, workflow_id: WorkflowIdPath, state: Runtime
+) -> Deleted:
     """Delete a workflow; an active one is also paused on every matcher partition.
 
     The deletion is a new version; earlier versions stay readable.
@@ -229,7 +246,9 @@ async def delete_workflow(edit: Editor, workflow_id: IdPath, state: Runtime) -> 
     responses=error_responses(401, 404, 422),
     summary="Version history of a workflow",
 )
-async def workflow_history(edit: Editor, workflow_id: IdPath) -> list[VersionInfo]:
+async def workflow_history(
+    edit: Editor, workflow_id: WorkflowIdPath
+) -> list[VersionInfo]:
     """Every saved version with its status, oldest first, the deletion included."""
     return edit.history(workflow_id, DefinitionKind.WORKFLOW)
 
@@ -241,7 +260,7 @@ async def workflow_history(edit: Editor, workflow_id: IdPath) -> list[VersionInf
     summary="Get one version of a workflow",
 )
 async def workflow_version(
-    edit: Editor, workflow_id: IdPath, version: VersionPath
+    edit: Editor, workflow_id: WorkflowIdPath, version: VersionPath
 ) -> Workflow:
     """One saved version, also after later versions or a deletion."""
     return edit.workflow(workflow_id, version)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from services.api.auth import require_token
 from services.api.payloads import WorkflowMetrics
 from services.api.problems import error_responses
-from services.api.routes.definitions import Editor, IdPath, Runtime
+from services.api.routes.definitions import Editor, Runtime, WorkflowIdPath
 
 monitoring = APIRouter(
     prefix="/workflows", tags=["monitoring"], dependencies=[Depends(require_token)]
@@ -25,7 +25,7 @@ monitoring = APIRouter(
 async def workflow_metrics(
     edit: Editor,
     state: Runtime,
-    workflow_id: IdPath,
+    workflow_id: WorkflowIdPath,
     mode: Annotated[
         Literal["LIVE", "TEST", "DRY_RUN"],
         Query(description="Live runs, or the test or dry runs kept apart from them."),

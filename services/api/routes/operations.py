@@ -35,7 +35,7 @@ from services.api.payloads import (
 )
 from services.api.problems import Conflict, GatewayTimeout, NotFound, error_responses
 from services.api.reports import fold_report
-from services.api.routes.definitions import Editor, IdPath, Runtime
+from services.api.routes.definitions import Editor, Runtime, WorkflowIdPath
 from services.api.runtime import ApiRuntime
 from services.api.testruns import TrialCommand, TrialEvent
 from signalflow.workflow import Workflow
@@ -62,11 +62,11 @@ operations = APIRouter(
 @operations.post(
     "/{workflow_id}/activate",
     response_model=Workflow,
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(400, 401, 404, 409, 422, 503),
     summary="Activate a workflow",
 )
 async def activate(
-    edit: Editor, state: Runtime, workflow_id: IdPath, body: ActivateRequest
+    edit: Editor, state: Runtime, workflow_id: WorkflowIdPath, body: ActivateRequest
 ) -> Workflow:
     """Save a version with status active and tell every matcher partition.
 
@@ -102,7 +102,7 @@ async def activate(
     responses=error_responses(401, 404, 409, 422, 503),
     summary="Pause a workflow",
 )
-async def pause(edit: Editor, state: Runtime, workflow_id: IdPath) -> Workflow:
+async def pause(edit: Editor, state: Runtime, workflow_id: WorkflowIdPath) -> Workflow:
     """Save a version with status paused and tell every matcher partition.
 
     Pausing a paused workflow sends the command again without a new version.
@@ -129,7 +129,9 @@ async def pause(edit: Editor, state: Runtime, workflow_id: IdPath) -> Workflow:
     responses=error_responses(401, 404, 422, 503, 504),
     summary="Preview who matches",
 )
-async def preview(edit: Editor, state: Runtime, workflow_id: IdPath) -> PreviewResult:
+async def preview(
+    edit: Editor, state: Runtime, workflow_id: WorkflowIdPath
+) -> PreviewResult:
     """Ask every matcher partition how many prospects match the workflow's
     audience now, with up to 20 examples; 504 when a partition does not answer
     within the configured time."""
@@ -167,11 +169,14 @@ async def preview(edit: Editor, state: Runtime, workflow_id: IdPath) -> PreviewR
     "/{workflow_id}/test-runs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunStarted,
-    responses=error_responses(401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 503),
     summary="Test a workflow on a sample",
 )
 async def start_test_run(
-    edit: Editor, state: Runtime, workflow_id: IdPath, body: RunRequest | None = None
+    edit: Editor,
+    state: Runtime,
+    workflow_id: WorkflowIdPath,
+    body: RunRequest | None = None,
 ) -> RunStarted:
     """Run the workflow for real on at most `limit` prospects (default 10), in
     TEST mode: results never count as live enrollments."""
@@ -184,11 +189,14 @@ async def start_test_run(
     "/{workflow_id}/dry-runs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunStarted,
-    responses=error_responses(401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 503),
     summary="Dry-run a workflow on a sample",
 )
 async def start_dry_run(
-    edit: Editor, state: Runtime, workflow_id: IdPath, body: RunRequest | None = None
+    edit: Editor,
+    state: Runtime,
+    workflow_id: WorkflowIdPath,
+    body: RunRequest | None = None,
 ) -> RunStarted:
     """Run the workflow on at most `limit` prospects without any side effect:
     each step's outputs show what it would have sent."""
@@ -204,7 +212,7 @@ async def start_dry_run(
     summary="Results of a test or dry run",
 )
 async def run_report(
-    edit: Editor, state: Runtime, workflow_id: IdPath, command_id: CommandPath
+    edit: Editor, state: Runtime, workflow_id: WorkflowIdPath, command_id: CommandPath
 ) -> RunReport:
     """Each prospect's result per step, as far as the steps have finished."""
     command = await _trial(state, workflow_id, command_id)
@@ -229,7 +237,7 @@ async def run_report(
 async def run_events(
     state: Runtime,
     request: Request,
-    workflow_id: IdPath,
+    workflow_id: WorkflowIdPath,
     command_id: CommandPath,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64)
