@@ -1,17 +1,18 @@
 """Delay envelopes: wrapping a message that must wait, and opening it when due.
 
 A message waiting in a `delays.<tier>` topic is a `delay_envelope` record (due time,
-target topic, key, payload, headers). Its Kafka headers repeat the due time and
-the target, so a relay decides where a record goes without decoding it, and passes
-the value on unchanged from tier to tier. Only when a record reaches its target is
-the envelope opened, and then only as far as the payload: `open()` reads the fields
-it needs straight from the Avro body when the writer is the schema version it knows
-and falls back to the codec for any other version.
+target topic, key, payload, headers). A relay passes the value on unchanged from
+tier to tier and reads only what it needs: the due time and target are the body's
+first two fields, read straight from the Avro bytes when the writer is the schema
+version it knows (`routing()`); only when a record reaches its target is the rest
+read, as far as the payload and headers (`open()`). Any other writer version falls
+back to the codec. The Kafka headers repeat the due time and the target, so other
+tools (and readers of a future version) can route without decoding at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ SCHEMA = "delay_envelope"
 _HEADER_SIZE = 10  # C3 01 and the 8-byte fingerprint
 
 Headers = list[tuple[str, bytes]]
+HeadersOf = Sequence[tuple[str, bytes]] | Callable[[], Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +76,25 @@ class Envelopes:
         )
         return value, routing_headers(due_ms, target_topic)
 
-    def routing(
-        self, headers: Sequence[tuple[str, bytes]] | None, value: bytes
-    ) -> Routing:
+    def routing(self, value: bytes, headers: HeadersOf = None) -> Routing:
         """The due time and target of a waiting record.
 
-        Read from its headers; a record without them (written by another tool) is
-        decoded instead. Raises DecodeError for a value that is no envelope.
+        Read from the first two fields of the body when the writer's schema is the
+        known version (no decoding of the rest), else from the Kafka headers (a
+        list, or a function returning it, called only then), else by decoding.
+        Raises DecodeError for a value that is no envelope.
         """
+        if value[:_HEADER_SIZE] == self._known:
+            try:
+                due_at, position = _read_long(value, _HEADER_SIZE)
+                length, position = _read_long(value, position)
+                return Routing(due_at, value[position : position + length].decode())
+            except (IndexError, ValueError, UnicodeDecodeError):
+                pass  # the codec says what is wrong with it
         due: int | None = None
         target: str | None = None
-        for name, data in headers or ():
+        listed = headers() if callable(headers) else headers
+        for name, data in listed or ():
             if name == DUE_HEADER:
                 due = int(data)
             elif name == TARGET_HEADER:

@@ -4,7 +4,9 @@ Every record of a tier waits the same time from its record timestamp, so each
 partition is ordered by leaving time (see `services.dispatcher.tiers`). The relay
 reads a partition until it meets a record that has not left yet; then it pauses
 the partition, seeks back to that record and keeps only its offset and leaving
-time. When the time comes it resumes the partition and reads on. A record that
+time. When the time comes it resumes the partition and reads on. (A record due
+within `relay_poll_ms` is waited for in place instead: resuming a partition costs
+a fetch round trip, which a dense tier would pay for nearly every record.) A record that
 left goes to the next tier, its envelope bytes unchanged, or, when its due time has
 passed on the wall clock, to its target.
 
@@ -110,6 +112,7 @@ class DelayRelay:
         # consume() returns when the batch is full or this time is up, so it bounds
         # how late a record that trickles in is handled.
         self._poll_s = own.relay_poll_ms / 1000
+        self._wait_in_place_ms = own.relay_poll_ms
         self._consumer = make_consumer(
             settings,
             group_id(settings, f"relay.{tier.label}"),
@@ -159,6 +162,9 @@ class DelayRelay:
 
     def _handle(self, messages: Sequence[Message]) -> None:
         now_ms = self._clock()
+        # Waiting in place is bounded per batch, not per record: the records of
+        # other partitions later in the batch must not wait behind a long series.
+        wait_until = now_ms + self._wait_in_place_ms
         batch = _Batch()
         for message in messages:
             if message.error() is not None:
@@ -168,6 +174,11 @@ class DelayRelay:
             if partition is None or offset is None or partition in self._held:
                 continue  # read ahead before the pause; read again after it
             leaves_at = message.timestamp()[1] + self._tier_ms
+            if now_ms < leaves_at <= wait_until:
+                # Due in a moment: waiting here is quicker than pausing, which
+                # costs a fetch round trip once the partition is resumed.
+                time.sleep((leaves_at - now_ms) / 1000)
+                now_ms = self._clock()
             if leaves_at > now_ms:
                 self._hold(partition, offset, leaves_at)
                 continue
@@ -181,18 +192,19 @@ class DelayRelay:
         self, message: Message, leaves_at: int, now_ms: int, batch: _Batch
     ) -> None:
         value = message.value() or b""
-        headers = cast(Headers | None, message.headers())
         try:
-            routing = self._envelopes.routing(headers, value)
-            hop = self._writer.pass_on(
-                routing.due_ms,
-                value,
-                left_at_ms=leaves_at,
-                now_ms=now_ms,
-                key=message.key(),
-                headers=headers,
-                on_delivery=batch.acked,
-            )
+            routing = self._envelopes.routing(value, message.headers)
+            hop = None
+            if now_ms < routing.due_ms:
+                hop = self._writer.pass_on(
+                    routing.due_ms,
+                    value,
+                    left_at_ms=leaves_at,
+                    now_ms=now_ms,
+                    key=message.key(),
+                    headers=cast(Headers | None, message.headers()),
+                    on_delivery=batch.acked,
+                )
             delivery = None if hop is not None else self._envelopes.open(value)
         except (DecodeError, ValueError) as error:
             self._dead_letter(message, f"not a delay envelope: {error}")
@@ -228,9 +240,27 @@ class DelayRelay:
         due = [p for p, leaves_at in self._held.items() if leaves_at <= now_ms]
         if not due:
             return
-        self._consumer.resume([TopicPartition(self.topic, p) for p in due])
+        positions = [TopicPartition(self.topic, p) for p in due]
+        self._consumer.resume(positions)
         for partition in due:
             del self._held[partition]
+        self._wake_fetcher(positions)
+
+    def _wake_fetcher(self, positions: list[TopicPartition]) -> None:
+        """Make librdkafka fetch the resumed partitions now.
+
+        With every partition of a broker paused, librdkafka's broker thread has no
+        fetch in flight and looks at a resumed partition only when its idle wait
+        (up to a second) ends; a request to that broker (a watermark query, one
+        round trip) wakes it at once.
+        """
+        for position in positions:
+            try:
+                self._consumer.get_watermark_offsets(
+                    position, timeout=self._poll_s * 10, cached=False
+                )
+            except KafkaException as error:
+                log.debug("%s could not wake the fetcher: %s", self.name, error)
 
     def _timeout(self, now_ms: int) -> float:
         if not self._held:

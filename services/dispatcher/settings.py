@@ -58,11 +58,12 @@ class DispatcherSettings(BaseSettings):
     relay_poll_ms: int = Field(
         default=20,
         ge=1,
-        description="Longest a relay waits to fill a batch; bounds how late a "
-        "record that trickles in is forwarded.",
+        description="Longest a relay waits to fill a batch, which bounds how late "
+        "a record that trickles in is forwarded; a head due sooner than this is "
+        "waited for in place instead of pausing its partition.",
     )
     relay_fetch_wait_ms: int = Field(
-        default=50,
+        default=25,
         ge=1,
         description="Longest a relay's fetch waits at the broker; bounds how late a "
         "resumed partition's first record arrives.",

@@ -63,23 +63,30 @@ def test_open_agrees_with_the_codec_on_long_lengths_and_far_due_times() -> None:
     )
 
 
-def test_routing_is_read_from_the_headers_without_decoding() -> None:
+def test_routing_is_read_from_the_body_or_else_the_headers() -> None:
     value, headers = ENVELOPES.wrap(
         due_ms=42_000, target_topic="p.step-results", key=None, payload=b"", now_ms=0
     )
 
     assert dict(headers) == {DUE_HEADER: b"42000", TARGET_HEADER: b"p.step-results"}
-    assert ENVELOPES.routing(headers, b"not an envelope") == Routing(
+    assert ENVELOPES.routing(value) == Routing(42_000, "p.step-results")
+    assert ENVELOPES.routing(b"written by another tool", headers) == Routing(
+        42_000, "p.step-results"
+    )
+    assert ENVELOPES.routing(b"written by another tool", lambda: headers) == Routing(
         42_000, "p.step-results"
     )
 
 
-def test_routing_without_headers_decodes_the_envelope() -> None:
-    value, _ = ENVELOPES.wrap(
+def test_a_body_that_does_not_read_falls_back_to_headers_then_to_the_codec() -> None:
+    value, headers = ENVELOPES.wrap(
         due_ms=42_000, target_topic="p.step-results", key=None, payload=b"", now_ms=0
     )
+    cut = value[:11]
 
-    assert ENVELOPES.routing(None, value) == Routing(42_000, "p.step-results")
+    assert ENVELOPES.routing(cut, headers) == Routing(42_000, "p.step-results")
+    with pytest.raises(DecodeError):
+        ENVELOPES.routing(cut)
 
 
 def test_a_cut_envelope_raises_a_decode_error() -> None:
