@@ -91,8 +91,9 @@ class PreviewCollector:
         self._stopping = True
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._consumer is not None:
-            await asyncio.to_thread(self._consumer.close)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await asyncio.to_thread(consumer.close)
 
     @property
     def running(self) -> bool:

@@ -41,7 +41,7 @@ class Publisher:
     """
 
     def __init__(self, producer: Producer, *, timeout_s: float = 30.0) -> None:
-        self._producer = producer
+        self._producer: Producer | None = producer
         self._timeout_s = timeout_s
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
@@ -52,9 +52,10 @@ class Publisher:
         """
         if not records:
             return
+        producer = self._open_producer()
         loop = asyncio.get_running_loop()
-        futures = [self._produce(loop, record) for record in records]
-        await asyncio.to_thread(self._producer.flush, self._timeout_s)
+        futures = [self._produce(producer, loop, record) for record in records]
+        await asyncio.to_thread(producer.flush, self._timeout_s)
         try:
             async with asyncio.timeout(self._timeout_s):
                 errors = await asyncio.gather(*futures)
@@ -71,11 +72,22 @@ class Publisher:
             )
 
     async def close(self) -> None:
-        """Wait for what is still in flight, up to `timeout_s`."""
-        await asyncio.to_thread(self._producer.flush, self._timeout_s)
+        """Wait for what is still in flight, up to `timeout_s`, then release the
+        producer; `publish()` raises Unavailable afterwards."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await asyncio.to_thread(producer.flush, self._timeout_s)
+
+    def _open_producer(self) -> Producer:
+        if self._producer is None:
+            raise Unavailable("The api is shutting down; send the request again.")
+        return self._producer
 
     def _produce(
-        self, loop: asyncio.AbstractEventLoop, record: OutgoingRecord
+        self,
+        producer: Producer,
+        loop: asyncio.AbstractEventLoop,
+        record: OutgoingRecord,
     ) -> asyncio.Future[str | None]:
         future: asyncio.Future[str | None] = loop.create_future()
 
@@ -83,7 +95,7 @@ class Publisher:
             loop.call_soon_threadsafe(_settle, future, error)
 
         try:
-            self._producer.produce(
+            producer.produce(
                 record.topic,
                 record.value,
                 key=record.key,

@@ -154,12 +154,16 @@ class DefinitionLog:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
-        if self._consumer is not None:
-            await asyncio.to_thread(self._consumer.close)
-        if self._producer is not None:
-            await asyncio.to_thread(self._producer.flush, self._save_timeout_s)
-        if self._redis is not None:
-            await self._redis.aclose()
+        consumer, producer, client = self._consumer, self._producer, self._redis
+        # Released, not only closed: librdkafka keeps reconnecting until the
+        # client object itself is gone.
+        self._consumer, self._producer, self._redis = None, None, None
+        if consumer is not None:
+            await asyncio.to_thread(consumer.close)
+        if producer is not None:
+            await asyncio.to_thread(producer.flush, self._save_timeout_s)
+        if client is not None:
+            await client.aclose()
         log.info("definition log stopped at offset %d", self._position)
 
     async def __aenter__(self) -> Self:
