@@ -13,7 +13,7 @@ tools (and readers of a future version) can route without decoding at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from signalflow.contracts import Codec, DecodeError, TruncatedBodyError
@@ -39,10 +39,15 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Routing:
-    """Where a waiting record goes and when: read from its Kafka headers."""
+    """Where a waiting record goes and when.
+
+    `rest_at` is where the body's remaining fields start when the routing was
+    read from the body, so `open()` goes on from there; -1 otherwise.
+    """
 
     due_ms: int
     target: str
+    rest_at: int = field(default=-1, compare=False)
 
 
 class Envelopes:
@@ -88,7 +93,8 @@ class Envelopes:
             try:
                 due_at, position = _read_long(value, _HEADER_SIZE)
                 length, position = _read_long(value, position)
-                return Routing(due_at, value[position : position + length].decode())
+                topic = value[position : position + length].decode()
+                return Routing(due_at, topic, position + length)
             except (IndexError, ValueError, UnicodeDecodeError):
                 pass  # the codec says what is wrong with it
         due: int | None = None
@@ -104,13 +110,16 @@ class Envelopes:
         record = self._codec.decode(SCHEMA, value)
         return Routing(_epoch_ms(record["due_at"]), record["target_topic"])
 
-    def open(self, value: bytes) -> Delivery:
-        """Return the message the envelope `value` carries.
+    def open(self, value: bytes, routing: Routing | None = None) -> Delivery:
+        """Return the message the envelope `value` carries; given the `routing()`
+        of the same value, reading goes on where it stopped.
 
         Raises DecodeError for bytes that are no delay envelope.
         """
         if value[:_HEADER_SIZE] == self._known:
             try:
+                if routing is not None and routing.rest_at >= 0:
+                    return _read_rest(value, routing.rest_at, routing.target)
                 return _read_known(value)
             except (IndexError, ValueError, UnicodeDecodeError) as error:
                 raise TruncatedBodyError(
@@ -148,20 +157,39 @@ def _read_known(data: bytes) -> Delivery:
     position = _skip_long(data, _HEADER_SIZE)
     length, position = _read_long(data, position)
     target = data[position : position + length].decode()
-    position += length
-    branch, position = _read_long(data, position)
+    return _read_rest(data, position + length, target)
+
+
+def _read_rest(data: bytes, position: int, target: str) -> Delivery:
+    """Read key, payload and headers, which start at `position`.
+
+    Lengths below 64 are one byte (`2 * n` zigzagged), read inline.
+    """
+    branch = data[position]
+    position += 1
     key: bytes | None = None
-    if branch == 1:
-        length, position = _read_long(data, position)
+    if branch == 2:  # union branch 1: bytes
+        length = data[position]
+        if length < 0x80:
+            length, position = length >> 1, position + 1
+        else:
+            length, position = _read_long(data, position)
         key = data[position : position + length]
         position += length
     elif branch != 0:
         raise ValueError(f"expected key branch 0 or 1, got {branch!r}")
-    length, position = _read_long(data, position)
-    if position + length > len(data):
+    length = data[position]
+    if length < 0x80:
+        length, position = length >> 1, position + 1
+    else:
+        length, position = _read_long(data, position)
+    if length < 0 or position + length > len(data):
         raise ValueError("payload runs past the end of the envelope")
     payload = data[position : position + length]
-    headers, position = _read_headers(data, position + length)
+    position += length
+    if data[position] == 0:  # no headers: an empty map is one zero byte
+        return Delivery(target, key, payload, None)
+    headers, _ = _read_headers(data, position)
     return Delivery(target, key, payload, headers or None)
 
 

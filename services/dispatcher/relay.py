@@ -205,7 +205,7 @@ class DelayRelay:
                     headers=cast(Headers | None, message.headers()),
                     on_delivery=batch.acked,
                 )
-            delivery = None if hop is not None else self._envelopes.open(value)
+            delivery = None if hop else self._envelopes.open(value, routing)
         except (DecodeError, ValueError) as error:
             self._dead_letter(message, f"not a delay envelope: {error}")
             return
@@ -213,13 +213,22 @@ class DelayRelay:
         if delivery is None:
             self.hopped += 1
             return
-        self._writer.produce(
-            delivery.topic,
-            delivery.value,
-            key=delivery.key,
-            headers=delivery.headers,
-            on_delivery=batch.acked,
-        )
+        try:  # the hot path of a draining backlog: no option filtering here
+            self._producer.produce(
+                delivery.topic,
+                delivery.value,
+                delivery.key,
+                on_delivery=batch.acked,
+                headers=cast(Any, delivery.headers),
+            )
+        except BufferError:
+            self._writer.produce(
+                delivery.topic,
+                delivery.value,
+                key=delivery.key,
+                headers=delivery.headers,
+                on_delivery=batch.acked,
+            )
         self.forwarded += 1
 
     def _dead_letter(self, message: Message, reason: str) -> None:
