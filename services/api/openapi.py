@@ -10,7 +10,7 @@ unsuffixed names, in their serialization form).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from signalflow.contracts.inputs import ProfileInput, SignalInput
 from signalflow.workflow import Audience, Workflow
+from signalflow.workflow.prebuilt import CAMPAIGNS
 
 DESCRIPTION = """\
 The control plane of signalflow: audiences (who qualifies) and workflows (what
@@ -41,6 +42,8 @@ TAGS = [
 ]
 
 INPUT_SUFFIX = "In"
+EXAMPLE_CAMPAIGN = "funding-multi-thread"
+"""The prebuilt campaign whose audience and workflow serve as body examples."""
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -63,13 +66,22 @@ def _document(app: FastAPI) -> dict[str, Any]:
         tags=TAGS,
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    _add(schemas, "AudienceSubmission", Audience, drop=("version",), optional=("id",))
+    example = CAMPAIGNS[EXAMPLE_CAMPAIGN]
+    _add(
+        schemas,
+        "AudienceSubmission",
+        Audience,
+        drop=("version",),
+        optional=("id",),
+        example=example.audience,
+    )
     _add(
         schemas,
         "WorkflowSubmission",
         Workflow,
         drop=("version", "status"),
         optional=("id",),
+        example={**example.workflow, "audience_id": "aud_funded_accounts"},
     )
     _add(schemas, "SignalInput", SignalInput)
     _add(schemas, "ProfileInput", ProfileInput)
@@ -111,6 +123,7 @@ def _add(
     *,
     drop: Iterable[str] = (),
     optional: Iterable[str] = (),
+    example: dict[str, Any] | None = None,
 ) -> None:
     """Add `model`'s validation schema as `name`, its types suffixed `In`."""
     schema = model.model_json_schema(
@@ -130,7 +143,6 @@ def _add(
     schema["required"] = required
     if not required:
         schema.pop("required")
+    if example is not None:
+        schema["examples"] = [example]
     schemas[name] = schema
-
-
-OpenApiBuilder = Callable[[], dict[str, Any]]

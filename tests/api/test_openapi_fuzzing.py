@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from services.api.app import create_app
 from signalflow.kafka.admin import delete_topics
 from signalflow.settings import Settings
+from signalflow.workflow import Audience, Workflow
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [
@@ -170,3 +171,9 @@ def test_the_document_describes_every_answer() -> None:
     submission = document["components"]["schemas"]["WorkflowSubmission"]
     assert "version" not in submission["properties"]
     assert "id" not in submission.get("required", [])
+    # The body examples are definitions the model accepts.
+    workflow_example = submission["examples"][0]
+    Workflow.model_validate({**workflow_example, "id": "wf_example"})
+    audience_example = document["components"]["schemas"]["AudienceSubmission"]
+    Audience.model_validate({**audience_example["examples"][0], "id": "aud_example"})
+    assert workflow_example["audience_id"] == SEED_AUDIENCE
