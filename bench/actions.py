@@ -64,8 +64,8 @@ from signalflow.topics import ActionType, Topics
 log = logging.getLogger(__name__)
 
 PARTITIONS = 6
-IN_FLIGHT = 64
-PARTITION_CONCURRENCY = 16
+IN_FLIGHT = 16
+PARTITION_CONCURRENCY = 8
 REPLICA_IN_FLIGHT = 8
 REPLICA_PARTITION_CONCURRENCY = 8
 SLOW_ANSWER_S = 0.05

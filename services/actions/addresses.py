@@ -23,6 +23,8 @@ import httpx
 
 from services.actions.errors import PermanentError
 
+KEEPALIVE_EXPIRY_S = 5.0
+
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -131,16 +133,20 @@ def guarded_transport(
     Proxies from the environment are ignored, since a proxy would make the
     connection on our behalf to an address we never checked.
     """
-    transport = httpx.AsyncHTTPTransport(
-        trust_env=False,
-        limits=httpx.Limits(max_connections=max_connections),
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
     )
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
     # httpx offers no argument for a network backend, so the pool it built is
     # replaced by one with the same TLS context and limits and the guarded backend.
     ssl_context = transport._pool._ssl_context
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
-        max_connections=max_connections,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
         network_backend=GuardedNetworkBackend(policy),
     )
     return transport
