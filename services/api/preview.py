@@ -86,6 +86,7 @@ class PreviewCollector:
         positions = await asyncio.to_thread(self._current_ends, self._consumer)
         self._consumer.assign(positions)
         self._task = asyncio.create_task(self._follow(), name="preview-collector")
+        self._task.add_done_callback(_report_end)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -159,6 +160,12 @@ class PreviewCollector:
         waiter = self._waiters.get(answer["command_id"])
         if waiter is not None:
             waiter.add(int(status["partition"]), answer)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """Log a collector that died; `/health` then reports the api degraded."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("collecting preview answers stopped", exc_info=task.exception())
 
 
 # A topic just created may not have a leader known to this client yet.

@@ -215,12 +215,18 @@ class RunResultRecorder:
 
     def __init__(self, settings: Settings, codec: Codec, store: RunResultStore) -> None:
         topics = Topics(settings)
+        self._settings = settings
         self._codec = codec
         self._store = store
         self._enrollments = topics.name("enrollments")
         self._step_results = topics.name("step-results")
         self._runs = topics.name("runs")
-        consumer = make_consumer(settings, group_id(settings, "api"))
+        self._stream: BatchStream | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Join the api's consumer group and record in the background."""
+        consumer = make_consumer(self._settings, group_id(self._settings, "api"))
         self._stream = BatchStream(
             consumer,
             [self._enrollments, self._step_results, self._runs],
@@ -228,13 +234,13 @@ class RunResultRecorder:
             producer=None,
             batch_size=500,
         )
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
         self._task = asyncio.create_task(self._stream.run(), name="run-results")
+        self._task.add_done_callback(_report_end)
 
     async def stop(self) -> None:
-        self._stream.stop()
+        """Finish the batch in hand, commit it and leave the group."""
+        if self._stream is not None:
+            self._stream.stop()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
@@ -285,6 +291,12 @@ class RunResultRecorder:
         if run["mode"] not in TRIAL_MODES:
             return
         await self._store.record_run_end(run_event(run))
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """Log a recorder that died; `/health` then reports the api degraded."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("recording test and dry runs stopped", exc_info=task.exception())
 
 
 def enrolled_event(enrollment: dict[str, Any]) -> dict[str, Any]:
