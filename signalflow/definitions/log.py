@@ -7,8 +7,9 @@ Each process that needs them (the api, the matcher, the dispatcher) keeps its ow
 on the same view in write order.
 
 Writes go through `save()` and `delete()`. Both hold a short Redis lock per
-definition id while they read the log to its current end, assign the next version
-and produce, so two api replicas never assign the same version. They return only
+definition id (`signalflow:<topic prefix>definitions:lock:<id>`) while they read
+the log to its current end, assign the next version and produce, so two api
+replicas never assign the same version. They return only
 once the log's own view holds the new version (read your writes).
 
 Consumption uses `assign()` on partition 0 without a consumer group: every reader
@@ -474,9 +475,8 @@ class DefinitionLog:
         """Hold the cross-replica lock of one definition id."""
         if self._redis is None:
             self._redis = redis.Redis.from_url(self._settings.redis.url)
-        name = (
-            f"{self._settings.topic_prefix}signalflow:definition-lock:{definition_id}"
-        )
+        prefix = self._settings.topic_prefix
+        name = f"signalflow:{prefix}definitions:lock:{definition_id}"
         lock = self._redis.lock(
             name,
             timeout=self._save_timeout_s * 3,
