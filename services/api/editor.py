@@ -268,13 +268,6 @@ def _validated(
         return validate(data, audiences=audiences)
     except DefinitionError as error:
         raise InvalidDefinition(error.as_list()) from None
-    except ArithmeticError as error:
-        # A number too large for the model's own arithmetic (a delay of 10^30
-        # days) escapes its validators; it is still the submitter's mistake.
-        log.warning("definition refused for a number out of range: %s", error)
-        raise InvalidDefinition(
-            [{"path": "", "message": f"A number is out of range: {error}."}]
-        ) from None
 
 
 async def _translated(write: Callable[[], Awaitable[int]]) -> int:

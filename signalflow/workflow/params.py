@@ -22,6 +22,7 @@ from signalflow.workflow.template_fields import (
 from signalflow.workflow.variables import OUTPUT_NAME_PATTERN, OUTPUT_NAMES
 
 MAX_DELAY = timedelta(days=90)
+_PART_DAYS = 1_000_000
 CRM_FIELD_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,99}$"
 SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 RESPONSE_PATH_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -292,10 +293,12 @@ class TaskParams(Params):
 class DelayParams(Params):
     """Wait before the next step; at least one second, at most 90 days in all."""
 
-    days: int = Field(default=0, ge=0)
-    hours: int = Field(default=0, ge=0)
-    minutes: int = Field(default=0, ge=0)
-    seconds: int = Field(default=0, ge=0)
+    # Each part is also bounded on its own, far above MAX_DELAY, so that no sum of
+    # them overflows timedelta before the total is checked against MAX_DELAY.
+    days: int = Field(default=0, ge=0, le=_PART_DAYS)
+    hours: int = Field(default=0, ge=0, le=_PART_DAYS * 24)
+    minutes: int = Field(default=0, ge=0, le=_PART_DAYS * 24 * 60)
+    seconds: int = Field(default=0, ge=0, le=_PART_DAYS * 24 * 3600)
 
     @model_validator(mode="after")
     def _sane_length(self) -> DelayParams:

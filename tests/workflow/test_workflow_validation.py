@@ -243,6 +243,14 @@ WORKFLOW_CASES: list[tuple[str, Change, str, str]] = [
         "A delay can be at most 90 days; this one is 120 days, 0:00:00.",
     ),
     (
+        "delay too large to compute",
+        lambda data: data["steps"].insert(
+            1, {"kind": "delay", "params": {"days": 10**30}}
+        ),
+        "steps.1.params.days",
+        "Must be at most 1000000, got 1000000000000000000000000000000.",
+    ),
+    (
         "webhook URL not http(s)",
         lambda data: data["steps"].append(webhook(url="ftp://files.example.com/x")),
         "steps.4.params.url",
