@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.progress import Progress
 
@@ -243,6 +243,7 @@ def measure_precision(
     received = sorted(
         arrivals.seen[key][1] - due for key, due in dues.items() if key in arrivals.seen
     )
+    report_bands(waits, dues, arrivals, progress.console)
     return {
         "waits": len(dues),
         "forwarded": len(late),
@@ -252,6 +253,40 @@ def measure_precision(
         "max_late_ms": late[-1] if late else -1,
         "p99_received_late_ms": _percentile(received, 0.99),
     }
+
+
+def report_bands(
+    waits: dict[bytes, int],
+    dues: dict[bytes, int],
+    arrivals: Arrivals,
+    console: Console,
+) -> None:
+    """Print lateness by wait length and by when the wait was due, to show where
+    late waits come from."""
+    start = min(due - waits[key] for key, due in dues.items())
+    by_length: dict[str, list[int]] = {}
+    by_due: dict[int, list[int]] = {}
+    for key, due in dues.items():
+        if key not in arrivals.seen:
+            continue
+        late = arrivals.seen[key][0] - due
+        band = (
+            "<10s" if waits[key] < 10_000 else "<60s" if waits[key] < 60_000 else "60s+"
+        )
+        by_length.setdefault(band, []).append(late)
+        by_due.setdefault((due - start) // 10_000, []).append(late)
+    for band, values in sorted(by_length.items()):
+        values.sort()
+        console.print(
+            f"waits {band}: {len(values)}, p50 {_percentile(values, 0.5)} ms, "
+            f"p99 {_percentile(values, 0.99)} ms"
+        )
+    for decade, values in sorted(by_due.items()):
+        values.sort()
+        console.print(
+            f"due {decade * 10}-{decade * 10 + 10}s: p99 "
+            f"{_percentile(values, 0.99)} ms, max {values[-1]} ms"
+        )
 
 
 def measure_memory(
@@ -342,14 +377,27 @@ def measure_drain(
         progress=progress,
     )
 
-    arrivals = Arrivals(settings, drained_to)
-    arrivals.poll(3.0)
+    # While the relay drains, only the watermarks of the target are watched, so
+    # nothing but the relay competes for the CPU; the forwarded records are read
+    # afterwards for their timestamps.
+    watcher = Consumer(
+        {
+            **settings.kafka.librdkafka_config(),
+            "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
+        }
+    )
     relay.start()
     draining = progress.add_task("relay draining", total=len(backlog))
     deadline = time.monotonic() + 300
-    while arrivals.count < len(backlog) and time.monotonic() < deadline:
-        arrivals.poll(0.1)
-        progress.update(draining, completed=arrivals.count)
+    done = 0
+    while done < len(backlog) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        done = _records_in(watcher, drained_to)
+        progress.update(draining, completed=done)
+    watcher.close()
+    arrivals = Arrivals(settings, drained_to)
+    while arrivals.count < done:
+        arrivals.poll(0.5)
     arrivals.close()
     stamps = sorted(forwarded for forwarded, _ in arrivals.seen.values())
     seconds = max(stamps[-1] - stamps[0], 1) / 1000
@@ -359,6 +407,18 @@ def measure_drain(
         "relay_msgs_per_s": round(relay_rate),
         "drain_ratio": round(relay_rate / raw.msgs_per_s, 3),
     }
+
+
+def _records_in(client: Consumer, topic: str) -> int:
+    """How many records a topic holds, from its partitions' watermarks."""
+    metadata = client.list_topics(topic, timeout=10)
+    total = 0
+    for partition in metadata.topics[topic].partitions:
+        low, high = client.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=10, cached=False
+        )
+        total += high - low
+    return total
 
 
 def _percentile(values: list[int], share: float) -> int:

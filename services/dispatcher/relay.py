@@ -6,15 +6,17 @@ reads a partition until it meets a record that has not left yet; then it pauses
 the partition, seeks back to that record and keeps only its offset and leaving
 time. When the time comes it resumes the partition and reads on. (A record due
 within `relay_poll_ms` is waited for in place instead: resuming a partition costs
-a fetch round trip, which a dense tier would pay for nearly every record.) A record that
-left goes to the next tier, its envelope bytes unchanged, or, when its due time has
-passed on the wall clock, to its target.
+a fetch round trip, which a dense tier would pay for nearly every record.) A
+record that left goes to the next tier, its envelope bytes unchanged, or, when its
+due time has passed on the wall clock, to its target.
 
 Nothing waits in memory but one offset per held partition, so a pending wait
-survives any restart: the relay starts again from the committed offsets. An offset
-is stored for commit only once every record before it was acknowledged by the
-brokers (tracked per consumed batch, in order); a crash before that forwards the
-record again, which the idempotency key of the command makes harmless.
+survives any restart: the relay starts again from the committed offsets. Offsets
+are stored for commit only after a flush has seen every record forwarded before
+them acknowledged by the brokers (every `10 * relay_poll_ms`, and before a
+rebalance or a stop); a crash before that forwards those records again, which the
+idempotency key of the command makes harmless. Delivery reports come only for
+failures, which stop the relay: no per-record callback on the hot path.
 
 Each tier's relay runs its own consumer loop in its own thread; `RelayService`
 runs one or several tiers as a service, inside the dispatcher process or alone
@@ -28,7 +30,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -41,7 +42,7 @@ from confluent_kafka import (
 )
 
 from services.dispatcher.delays import DelayWriter
-from services.dispatcher.envelope import Envelopes, Headers
+from services.dispatcher.envelope import Delivery, Envelopes, Headers
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.tiers import tier_ms
 from signalflow.contracts import Codec, DecodeError
@@ -64,22 +65,6 @@ def wall_clock_ms() -> int:
 class RelayError(RuntimeError):
     """A forwarded record was not acknowledged; the relay stops without committing
     it, so a restart forwards it again. Not retryable in place."""
-
-
-class _Batch:
-    """The records of one consumed batch that were forwarded, awaiting their acks."""
-
-    __slots__ = ("offsets", "pending", "error")
-
-    def __init__(self) -> None:
-        self.offsets: dict[int, int] = {}
-        self.pending = 0
-        self.error: KafkaError | None = None
-
-    def acked(self, error: KafkaError | None, message: Message) -> None:
-        self.pending -= 1
-        if error is not None:
-            self.error = error
 
 
 class DelayRelay:
@@ -118,14 +103,17 @@ class DelayRelay:
             group_id(settings, f"relay.{tier.label}"),
             **_consumer_overrides(own, tier),
         )
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, delivery_report_only_error=True)
         self._envelopes = Envelopes(codec)
         self._writer = DelayWriter(self._producer, topics, self._envelopes)
         self._dead_letters = DeadLetters(
             self._producer, topics, codec, service=self.name
         )
         self._held: dict[int, int] = {}  # partition -> when its head leaves (ms)
-        self._in_flight: deque[_Batch] = deque()
+        self._unsettled: dict[int, int] = {}  # partition -> offset after forwarded
+        self._refused: KafkaError | None = None
+        self._settle_every_ms = 10 * own.relay_poll_ms
+        self._settled_at = clock()
         self._stopping = threading.Event()
 
     @property
@@ -154,7 +142,11 @@ class DelayRelay:
                 if batch:
                     self._handle(batch)
                 self._producer.poll(0)
-                self._store_acknowledged()
+                if (
+                    self._unsettled
+                    and now_ms - self._settled_at >= self._settle_every_ms
+                ):
+                    self._settle()
         finally:
             self._close()
 
@@ -165,7 +157,7 @@ class DelayRelay:
         # Waiting in place is bounded per batch, not per record: the records of
         # other partitions later in the batch must not wait behind a long series.
         wait_until = now_ms + self._wait_in_place_ms
-        batch = _Batch()
+        unsettled = self._unsettled
         for message in messages:
             if message.error() is not None:
                 _log_consumer_error(message)
@@ -182,16 +174,16 @@ class DelayRelay:
             if leaves_at > now_ms:
                 self._hold(partition, offset, leaves_at)
                 continue
-            self._forward(message, leaves_at, now_ms, batch)
-            batch.offsets[partition] = offset + 1
+            self._forward(message, leaves_at, now_ms)
+            unsettled[partition] = offset + 1
         self._writer.release()
-        if batch.offsets:
-            self._in_flight.append(batch)
 
-    def _forward(
-        self, message: Message, leaves_at: int, now_ms: int, batch: _Batch
-    ) -> None:
+    def _forward(self, message: Message, leaves_at: int, now_ms: int) -> None:
         value = message.value() or b""
+        delivery = self._envelopes.delivery_if_due(value, now_ms)
+        if delivery is not None:
+            self._deliver(delivery)
+            return
         try:
             routing = self._envelopes.routing(value, message.headers)
             hop = None
@@ -203,22 +195,24 @@ class DelayRelay:
                     now_ms=now_ms,
                     key=message.key(),
                     headers=cast(Headers | None, message.headers()),
-                    on_delivery=batch.acked,
+                    on_delivery=self._report,
                 )
             delivery = None if hop else self._envelopes.open(value, routing)
         except (DecodeError, ValueError) as error:
             self._dead_letter(message, f"not a delay envelope: {error}")
             return
-        batch.pending += 1
         if delivery is None:
             self.hopped += 1
             return
+        self._deliver(delivery)
+
+    def _deliver(self, delivery: Delivery) -> None:
         try:  # the hot path of a draining backlog: no option filtering here
             self._producer.produce(
                 delivery.topic,
                 delivery.value,
                 delivery.key,
-                on_delivery=batch.acked,
+                on_delivery=self._report,
                 headers=cast(Any, delivery.headers),
             )
         except BufferError:
@@ -227,9 +221,14 @@ class DelayRelay:
                 delivery.value,
                 key=delivery.key,
                 headers=delivery.headers,
-                on_delivery=batch.acked,
+                on_delivery=self._report,
             )
         self.forwarded += 1
+
+    def _report(self, error: KafkaError | None, message: Message) -> None:
+        """Delivery report; with `delivery.report.only.error` only failures come."""
+        if error is not None and self._refused is None:
+            self._refused = error
 
     def _dead_letter(self, message: Message, reason: str) -> None:
         self._dead_letters.send(message, reason)
@@ -279,29 +278,30 @@ class DelayRelay:
 
     # committing
 
-    def _store_acknowledged(self) -> None:
-        while self._in_flight and self._in_flight[0].pending == 0:
-            batch = self._in_flight.popleft()
-            if batch.error is not None:
-                raise RelayError(
-                    f"{self.name}: brokers refused a forwarded record: {batch.error}"
-                )
-            offsets = [
-                TopicPartition(self.topic, p, o) for p, o in batch.offsets.items()
-            ]
-            try:
-                self._consumer.store_offsets(offsets=offsets)
-            except KafkaException as error:  # the partition went in a rebalance
-                log.warning("%s could not store %s: %s", self.name, offsets, error)
-
     def _settle(self) -> None:
-        """Wait for every forwarded record's ack and store the offsets."""
+        """Wait until every forwarded record is acknowledged, then store the
+        offsets after them. Raises RelayError when the brokers refused one."""
         remaining = self._producer.flush(30.0)
         if remaining:
             raise RelayError(
                 f"{self.name}: {remaining} forwarded records unacknowledged after 30s"
             )
-        self._store_acknowledged()
+        if self._refused is not None:
+            raise RelayError(
+                f"{self.name}: brokers refused a forwarded record: {self._refused}"
+            )
+        offsets = [
+            TopicPartition(self.topic, partition, offset)
+            for partition, offset in self._unsettled.items()
+        ]
+        self._unsettled.clear()
+        self._settled_at = self._clock()
+        if not offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+        except KafkaException as error:  # the partition went in a rebalance
+            log.warning("%s could not store %s: %s", self.name, offsets, error)
 
     def _commit(self) -> None:
         try:
@@ -344,13 +344,14 @@ class DelayRelay:
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for position in partitions:
             self._held.pop(position.partition, None)
+            self._unsettled.pop(position.partition, None)
 
 
 def _consumer_overrides(own: DispatcherSettings, tier: DelayTier) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         "fetch_wait_max_ms": own.relay_fetch_wait_ms,
         "queued_max_messages_kbytes": own.relay_prefetch_kbytes,
-        "queued_min_messages": own.relay_batch_size,
+        "queued_min_messages": 10 * own.relay_batch_size,
         # librdkafka postpones a partition's next fetch by this much when its local
         # queue is full; the default (1s) would make a resumed head that late.
         "fetch_queue_backoff_ms": own.relay_fetch_wait_ms,

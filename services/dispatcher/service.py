@@ -79,6 +79,9 @@ class Dispatcher(StreamService):
         self._owns_definitions = definitions is None
         self.definitions = definitions or DefinitionLog(settings, codec=self.codec)
         self._failed_deliveries: list[KafkaError] = []
+        # Replaces the base class's producer (unused until `_start`) with one whose
+        # delivery reports reach `handle`, dead letters included, so a refused
+        # record fails its batch before the batch's offsets are stored.
         self.producer = self._producer_with_reports(settings)
         self._stepper = RunStepper(
             self.codec,

@@ -69,10 +69,11 @@ class DispatcherSettings(BaseSettings):
         "resumed partition's first record arrives.",
     )
     relay_prefetch_kbytes: int = Field(
-        default=4_096,
+        default=16_384,
         ge=64,
-        description="Most a relay's consumer buffers per partition ahead of the "
-        "head, so memory does not grow with the number of pending waits.",
+        description="Most a relay's consumer buffers ahead of what it handled. "
+        "Paused partitions are not fetched at all, so this bounds the memory a "
+        "draining backlog takes, not one that grows with pending waits.",
     )
 
     @field_validator("relays")

@@ -105,3 +105,18 @@ def test_a_cut_envelope_raises_a_decode_error() -> None:
 def test_bytes_that_are_no_envelope_raise_a_decode_error() -> None:
     with pytest.raises(DecodeError):
         ENVELOPES.open(b"plain text")
+
+
+def test_a_due_envelope_opens_on_the_fast_path_and_a_later_one_does_not() -> None:
+    value, _ = ENVELOPES.wrap(
+        due_ms=1_700_000_000_123,
+        target_topic="p.actions.slack",
+        key=b"run-1",
+        payload=b"body",
+        now_ms=0,
+        headers={"trace": b"t"},
+    )
+
+    assert ENVELOPES.delivery_if_due(value, 1_700_000_000_122) is None
+    assert ENVELOPES.delivery_if_due(value, 1_700_000_000_123) == ENVELOPES.open(value)
+    assert ENVELOPES.delivery_if_due(b"not an envelope", 2**60) is None
