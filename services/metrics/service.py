@@ -21,6 +21,7 @@ from services.metrics.store import Increment, MetricsStore
 from signalflow.contracts import Codec, DecodeError
 from signalflow.kafka.deadletters import DeadLetters
 from signalflow.kafka.service import StreamService
+from signalflow.kafka.stream import position
 from signalflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,15 @@ class MetricsService(StreamService):
         increments: list[Increment] = []
         workflows: set[str] = set()
         for message in batch:
-            record = self._decode(message)
+            topic = position(message)[0]
+            record = self._decode(topic, message)
             if record is None:
                 continue
-            if message.topic() == self.topics.name("matcher-status"):
+            if topic == self.topics.name("matcher-status"):
                 await self.store.record_partition_status(record)
                 workflows.add(record["workflow_id"])
                 continue
-            increment = self._readers[message.topic()](record)
+            increment = self._readers[topic](record)
             if increment is not None:
                 increments.append(increment)
             if "workflow_id" in record:
@@ -79,17 +81,17 @@ class MetricsService(StreamService):
         counted = await self.store.apply(increments)
         log.debug("counted %d of %d events", counted, len(batch))
 
-    def _decode(self, message: Message) -> dict[str, Any] | None:
-        schema = self._schemas[message.topic()]
+    def _decode(self, topic: str, message: Message) -> dict[str, Any] | None:
+        schema = self._schemas[topic]
         try:
             record: dict[str, Any] = self.codec.decode(schema, message.value() or b"")
         except DecodeError as error:
-            if message.topic() != self.topics.name("dead-letters"):
+            if topic != self.topics.name("dead-letters"):
                 self.dead_letters.send(message, f"undecodable {schema}: {error}")
             else:
                 log.error("undecodable dead letter at %d: %s", message.offset(), error)
             return None
-        if message.topic() == self.topics.name("step-results"):
+        if topic == self.topics.name("step-results"):
             # Workflow and mode travel in the command the result answers.
             command = self.codec.decode("step_command", record["command"])
             record["workflow_id"] = command["workflow_id"]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Message, Producer
 
+from signalflow.kafka.stream import position
 from signalflow.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ class DeadLetters:
 
         The caller's flush before committing the source offset makes it durable.
         """
+        topic, partition, offset = position(message)
         record = {
-            "source_topic": message.topic(),
-            "partition": message.partition(),
-            "offset": message.offset(),
+            "source_topic": topic,
+            "partition": partition,
+            "offset": offset,
             "key": message.key(),
             "value": message.value() or b"",
             "error": error,
@@ -53,8 +55,8 @@ class DeadLetters:
             "failed_at": int(time.time() * 1000),
             "history": list(history),
         }
-        headers = [
-            ("source_topic", message.topic().encode()),
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("source_topic", topic.encode()),
             ("error", error.encode()[:1000]),
             ("service", self._service.encode()),
         ]
@@ -65,10 +67,4 @@ class DeadLetters:
             headers=headers,
         )
         self.sent += 1
-        log.error(
-            "dead-lettered %s[%d]@%d: %s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            error,
-        )
+        log.error("dead-lettered %s[%d]@%d: %s", topic, partition, offset, error)

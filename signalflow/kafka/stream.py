@@ -156,11 +156,24 @@ def _is_error(message: Message) -> bool:
     return True
 
 
+def position(message: Message) -> tuple[str, int, int]:
+    """Return the topic, partition and offset of a consumed record.
+
+    Raises ValueError for a message that has none, which a record returned by
+    `consume()` without an error always has.
+    """
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"expected a consumed record, got {message!r}")
+    return topic, partition, offset
+
+
 def _next_offsets(batch: Sequence[Message]) -> list[Any]:
     """Return, per partition, the offset after the last record of the batch."""
     last: dict[tuple[str, int], int] = {}
     for message in batch:
-        last[(message.topic(), message.partition())] = message.offset()
+        topic, partition, offset = position(message)
+        last[(topic, partition)] = offset
     return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
 
 
