@@ -25,6 +25,24 @@ app.add_typer(run_app, name="run")
 app.add_typer(emulators_app, name="emulators")
 
 
+@app.command("settings")
+def list_settings() -> None:
+    """List every environment variable the services read, with its default."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from signalflow.settings_catalog import variables
+
+    table = Table(title="signalflow settings")
+    for column in ("read by", "variable", "default", "meaning"):
+        table.add_column(column)
+    for variable in variables():
+        table.add_row(
+            variable.group, variable.name, variable.default, variable.description
+        )
+    Console().print(table)
+
+
 @app.command()
 def up(
     emulators: Annotated[

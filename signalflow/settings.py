@@ -103,7 +103,10 @@ class RedisSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
 
-    url: str = Field(default="redis://127.0.0.1:6379/0", description="REDIS_URL")
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="The Redis server. When set, no local server starts.",
+    )
 
 
 class Settings(BaseSettings):
