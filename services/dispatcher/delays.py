@@ -70,10 +70,17 @@ class DelayWriter:
         self._envelopes = envelopes
         self._partitions = PartitionCounts(producer)
         self._pending: list[_PendingHop] = []
+        self._tier_topics: dict[str, str] = {}
 
     def partitions(self, tier: DelayTier) -> int:
         """How many partitions the tier's topic has."""
-        return self._partitions(self._topics.delay(tier))
+        return self._partitions(self._topic(tier))
+
+    def _topic(self, tier: DelayTier) -> str:
+        topic = self._tier_topics.get(tier.label)
+        if topic is None:
+            topic = self._tier_topics[tier.label] = self._topics.delay(tier)
+        return topic
 
     def send_later(
         self,
@@ -131,16 +138,21 @@ class DelayWriter:
         """Produce every queued hop, in record timestamp order; return how many."""
         pending, self._pending = self._pending, []
         pending.sort(key=lambda item: item.hop.timestamp_ms)
+        produce = self._producer.produce
         for item in pending:
-            self.produce(
-                self._topics.delay(item.hop.tier),
-                item.value,
-                key=item.key,
-                headers=item.headers,
-                partition=item.hop.partition,
-                timestamp=item.hop.timestamp_ms,
-                on_delivery=item.on_delivery,
-            )
+            hop = item.hop
+            options: dict[str, Any] = {
+                "key": item.key,
+                "partition": hop.partition,
+                "timestamp": hop.timestamp_ms,
+                "headers": item.headers,
+            }
+            if item.on_delivery is not None:
+                options["on_delivery"] = item.on_delivery
+            try:
+                produce(self._topic(hop.tier), item.value, **options)
+            except BufferError:
+                self.produce(self._topic(hop.tier), item.value, **options)
         return len(pending)
 
     def produce(self, topic: str, value: bytes, **options: Any) -> None:

@@ -35,14 +35,20 @@ from signalflow.topics import DELAY_TIERS, DelayTier
 
 def tier_ms(tier: DelayTier) -> int:
     """The tier's delay in whole milliseconds."""
+    known = _MS.get(tier.label)
+    if known is not None and tier in DELAY_TIERS:
+        return known
     return int(tier.delay.total_seconds() * 1000)
+
+
+_MS = {tier.label: int(tier.delay.total_seconds() * 1000) for tier in DELAY_TIERS}
 
 
 SMALLEST = DELAY_TIERS[0]
 SMALLEST_MS = tier_ms(SMALLEST)
 #: Every tier is a whole multiple of this; the rest of a wait below it is spent first.
 GRAIN_MS = reduce(gcd, (tier_ms(tier) for tier in DELAY_TIERS))
-_BY_SIZE = sorted(DELAY_TIERS, key=tier_ms, reverse=True)
+_BY_SIZE = [(tier_ms(tier), tier) for tier in sorted(DELAY_TIERS, key=tier_ms)][::-1]
 
 #: A partition count for every tier, or a function giving each tier's.
 PartitionsOf = int | Callable[[DelayTier], int]
@@ -64,8 +70,8 @@ class Hop:
 
 def tier_for(remaining_ms: int) -> DelayTier | None:
     """The largest tier not longer than `remaining_ms`; None below the smallest."""
-    for tier in _BY_SIZE:
-        if tier_ms(tier) <= remaining_ms:
+    for delay_ms, tier in _BY_SIZE:
+        if delay_ms <= remaining_ms:
             return tier
     return None
 
