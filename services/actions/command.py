@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -84,36 +85,49 @@ class StepCommand:
 
         Accepts the step's `params` object or the whole step (`{"kind": ...,
         "params": {...}}`). Raises InvalidParamsError saying what does not fit.
+        Every run of a step carries the same text, so validated parameters are
+        cached by it (the models are frozen).
         """
-        step_class = step_class_for(action)
-        document = self._params_document()
-        try:
-            if "kind" in document and document.get("kind") in STEP_KINDS:
-                step = step_class.model_validate(document)
-                params: Params = step.params
-                return params
-            params_class = _params_class(step_class)
-            return params_class.model_validate(document)
-        except ValidationError as error:
-            raise InvalidParamsError(
-                f"the parameters of step {self.step_id!r} do not fit a "
-                f"{action} step: {_first_problem(error)}"
-            ) from None
-
-    def _params_document(self) -> dict[str, Any]:
         text = self.record.get("params") or "{}"
         try:
-            document = json.loads(text)
-        except ValueError as error:
+            return parse_params(action, text)
+        except InvalidParamsError as error:
             raise InvalidParamsError(
-                f"expected the parameters of step {self.step_id!r} as JSON, got "
-                f"{text[:80]!r}"
-            ) from error
-        if not isinstance(document, dict):
-            raise InvalidParamsError(
-                f"expected a JSON object of parameters, got {text[:80]!r}"
-            )
-        return document
+                f"the parameters of step {self.step_id!r} do not fit a "
+                f"{action} step: {error}"
+            ) from None
+
+
+@lru_cache(maxsize=4096)
+def parse_params(action: ActionType, text: str) -> Params:
+    """The parameters in `text` (JSON) validated for `action`'s step kind.
+
+    Raises InvalidParamsError naming the first field that does not fit.
+    """
+    step_class = step_class_for(action)
+    document = _params_document(text)
+    try:
+        if document.get("kind") in STEP_KINDS:
+            step = step_class.model_validate(document)
+            params: Params = step.params
+            return params
+        return _params_class(step_class).model_validate(document)
+    except ValidationError as error:
+        raise InvalidParamsError(_first_problem(error)) from None
+
+
+def _params_document(text: str) -> dict[str, Any]:
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise InvalidParamsError(
+            f"expected the parameters as JSON, got {text[:80]!r}"
+        ) from error
+    if not isinstance(document, dict):
+        raise InvalidParamsError(
+            f"expected a JSON object of parameters, got {text[:80]!r}"
+        )
+    return document
 
 
 @dataclass(frozen=True)
