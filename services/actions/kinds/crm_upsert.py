@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from services.actions.action import Action, Step, would_send
@@ -139,25 +140,16 @@ class CrmUpsertAction(Action[CrmUpsertParams]):
         )
 
 
+@dataclass(frozen=True)
 class UpsertPlan:
     """What the upsert will write, decided before any call."""
 
-    def __init__(
-        self,
-        *,
-        target: CrmTarget,
-        kind: PersonObject,
-        email: str,
-        fields: dict[str, Any],
-        update_existing: bool,
-        create_account_if_missing: bool,
-    ) -> None:
-        self.target = target
-        self.kind = kind
-        self.email = email
-        self.fields = fields
-        self.update_existing = update_existing
-        self.create_account_if_missing = create_account_if_missing
+    target: CrmTarget
+    kind: PersonObject
+    email: str
+    fields: dict[str, Any]
+    update_existing: bool
+    create_account_if_missing: bool
 
     @property
     def object_type(self) -> str:
