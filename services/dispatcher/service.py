@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Message
 
 from services.dispatcher.delays import DelayWriter
 from services.dispatcher.envelope import Envelopes
@@ -29,7 +29,6 @@ from services.dispatcher.runs import Effect, RunError, RunStepper
 from services.dispatcher.settings import DispatcherSettings
 from signalflow.contracts import Codec, DecodeError
 from signalflow.definitions import DefinitionLog
-from signalflow.kafka.clients import producer_config
 from signalflow.kafka.deadletters import DeadLetters
 from signalflow.kafka.service import StreamService
 from signalflow.service import ServiceState
@@ -78,11 +77,6 @@ class Dispatcher(StreamService):
         self._clock = clock
         self._owns_definitions = definitions is None
         self.definitions = definitions or DefinitionLog(settings, codec=self.codec)
-        self._failed_deliveries: list[KafkaError] = []
-        # Replaces the base class's producer (unused until `_start`) with one whose
-        # delivery reports reach `handle`, dead letters included, so a refused
-        # record fails its batch before the batch's offsets are stored.
-        self.producer = self._producer_with_reports(settings)
         self._stepper = RunStepper(
             self.codec,
             self.topics,
@@ -144,10 +138,10 @@ class Dispatcher(StreamService):
     # one batch
 
     async def handle(self, batch: Sequence[Message]) -> None:
-        """Move every run of the batch on and wait until all it produced is acked.
+        """Move every run of the batch on.
 
-        Raises KafkaException when the brokers refuse a produced record, so the
-        batch's offsets are not stored and it is delivered again.
+        The stream then waits until all it produced is acked; a record the brokers
+        refuse fails the batch, whose offsets are not stored, so it comes again.
         """
         enrollments = self.topics.name("enrollments")
         synced = False
@@ -164,8 +158,6 @@ class Dispatcher(StreamService):
                 continue
             self._produce(message, effects, now_ms)
         self._delays.release()
-        await asyncio.to_thread(self.producer.flush, 30.0)
-        self._raise_failed_deliveries()
 
     async def _start_run(
         self, message: Message, now_ms: int, synced: bool
@@ -233,24 +225,3 @@ class Dispatcher(StreamService):
                 )
             else:
                 self._delays.produce(effect.topic, effect.value, key=effect.key)
-
-    # delivery reports
-
-    def _producer_with_reports(self, settings: Settings) -> Producer:
-        config = producer_config(settings)
-        config["on_delivery"] = self._on_delivery
-        return Producer(config)
-
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self._failed_deliveries.append(error)
-
-    def _raise_failed_deliveries(self) -> None:
-        if not self._failed_deliveries:
-            return
-        first = self._failed_deliveries[0]
-        count = len(self._failed_deliveries)
-        self._failed_deliveries.clear()
-        raise KafkaException(first) from RuntimeError(
-            f"{count} records of the batch were refused; the batch is not committed"
-        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from signalflow.settings import Settings
 
@@ -60,9 +60,41 @@ def consumer_config(
     }
 
 
-def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    """Create an idempotent, acks=all producer."""
-    return Producer(producer_config(settings, **overrides))
+class DeliveryReports:
+    """Collects the records a producer's brokers refused, for the next check.
+
+    A flush only says nothing is in flight any more; whether each record landed is
+    in its delivery report. `raise_if_refused()` after a flush turns a refusal into
+    an error, so the consumed batch that produced it is not committed.
+    """
+
+    def __init__(self) -> None:
+        self._refused: list[KafkaError] = []
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._refused.append(error)
+
+    def raise_if_refused(self) -> None:
+        """Raise KafkaException naming the first refusal since the last check."""
+        if not self._refused:
+            return
+        first, count = self._refused[0], len(self._refused)
+        self._refused.clear()
+        raise KafkaException(first) from RuntimeError(
+            f"the brokers refused {count} produced records; the batch that "
+            "produced them is not committed"
+        )
+
+
+def make_producer(
+    settings: Settings, *, reports: DeliveryReports | None = None, **overrides: Any
+) -> Producer:
+    """Create an idempotent, acks=all producer, reporting refusals to `reports`."""
+    config = producer_config(settings, **overrides)
+    if reports is not None:
+        config["on_delivery"] = reports.on_delivery
+    return Producer(config)
 
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:

@@ -10,7 +10,12 @@ from typing import Any
 
 from confluent_kafka import Message, Producer
 
-from signalflow.kafka.clients import group_id, make_consumer, make_producer
+from signalflow.kafka.clients import (
+    DeliveryReports,
+    group_id,
+    make_consumer,
+    make_producer,
+)
 from signalflow.kafka.stream import BatchStream
 from signalflow.service import Service
 from signalflow.settings import Settings
@@ -35,7 +40,8 @@ class StreamService(Service):
         super().__init__()
         self.settings = settings
         self.topics = Topics(settings)
-        self.producer: Producer = make_producer(settings)
+        self.deliveries = DeliveryReports()
+        self.producer: Producer = make_producer(settings, reports=self.deliveries)
         self._stream: BatchStream | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -62,6 +68,7 @@ class StreamService(Service):
             self.input_topics(),
             self.handle,
             producer=self.producer,
+            reports=self.deliveries,
             batch_size=self.batch_size,
         )
         self._task = asyncio.create_task(self._run_stream(self._stream))

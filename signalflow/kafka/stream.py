@@ -23,6 +23,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from signalflow.kafka.clients import DeliveryReports
+
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
@@ -41,6 +43,8 @@ class BatchStream:
         handler: called with each non-empty batch of records that carry no error;
             it produces its outputs through `producer`.
         producer: flushed after each batch, before the offsets are stored.
+        reports: the delivery reports of `producer`; a refused record fails the
+            batch, which is then not committed.
         batch_size: the most records one handler call receives.
         poll_timeout_s: how long one poll waits for the first record.
     """
@@ -52,6 +56,7 @@ class BatchStream:
         handler: BatchHandler,
         *,
         producer: Producer | None,
+        reports: DeliveryReports | None = None,
         batch_size: int = 500,
         poll_timeout_s: float = 0.2,
         flush_timeout_s: float = 30.0,
@@ -60,6 +65,7 @@ class BatchStream:
         self._topics = list(topics)
         self._handler = handler
         self._producer = producer
+        self._reports = reports
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
         self._flush_timeout_s = flush_timeout_s
@@ -119,6 +125,8 @@ class BatchStream:
                     f"{self._flush_timeout_s}s",
                 )
             )
+        if self._reports is not None:
+            self._reports.raise_if_refused()
 
     def _close(self) -> None:
         try:
