@@ -9,8 +9,9 @@ side within a round; the median over the rounds is reported:
 - `webhook_ratio`: the webhook action service (consume the command, check and
   record its idempotency key in Redis, render URL, headers and JSON payload,
   guard the address, send, publish the acknowledged step result, commit) over
-  a plain httpx async client sending the same requests with the same
-  concurrency, both against a server that answers at once. Target >= 0.6.
+  a plain httpx async client sending the same requests (at the service's
+  concurrency and at 16, whichever is faster), both against a server that
+  answers at once. Target >= 0.6.
 - `idempotency_ratio`: the same service with the Redis idempotency check on over
   the same with it off. Target >= 0.8.
 - `replica_scaling`: against a server that answers after 50 ms, two replicas
@@ -69,6 +70,9 @@ log = logging.getLogger(__name__)
 PARTITIONS = 6
 IN_FLIGHT = 64
 PARTITION_CONCURRENCY = 16
+#: The plain client's best of these counts as the baseline: past a few dozen
+#: connections httpx's pool spends more time scanning than sending.
+BASELINE_CONCURRENCY = (16, IN_FLIGHT)
 REPLICA_IN_FLIGHT = 4
 REPLICA_PARTITION_CONCURRENCY = 4
 SLOW_ANSWER_S = 0.05
@@ -491,8 +495,14 @@ async def run(
         fast, slow = f"{base}/fast", f"{base}/slow"
         for number in range(1, rounds + 1):
             console.rule(f"round {number} of {rounds}, immediate answers")
-            plain = note(
-                "httpx", await measure_httpx(fast, messages, concurrency=IN_FLIGHT)
+            plain = max(
+                [
+                    note(
+                        f"httpx, {concurrency} at once",
+                        await measure_httpx(fast, messages, concurrency=concurrency),
+                    )
+                    for concurrency in BASELINE_CONCURRENCY
+                ]
             )
             checked = note(
                 "service (idempotent)",

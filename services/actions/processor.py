@@ -10,9 +10,11 @@
    perform the step; every failure becomes an ERROR outcome, retryable or not as
    its class says (the runner does not retry: the dispatcher re-sends through the
    delay topics);
-4. record a success under the idempotency key, or drop the claim after a failure;
-5. publish the `step_result` (with the encoded command echoed) and wait until the
-   brokers acknowledged it, so the runner may commit past the command.
+4. publish the `step_result` (with the encoded command echoed) and wait until the
+   brokers acknowledged it, so the runner may commit past the command; at the
+   same time record a success under the idempotency key, or drop the claim after
+   a failure. The claim stays until the record lands, so a duplicate arriving in
+   between waits for the record rather than acting.
 """
 
 from __future__ import annotations
@@ -96,8 +98,15 @@ class CommandProcessor:
         command = await self._decode(message)
         if command is None:
             return
-        outcome = await self._outcome(command)
-        await self._publish(command, outcome)
+        claim, outcome = await self._outcome(command)
+        if claim is None:
+            await self._publish(command, outcome)
+            return
+        # The claim outlives the publish until the record lands, so recording and
+        # publishing may overlap: a duplicate arriving meanwhile waits on the claim.
+        await asyncio.gather(
+            self._settle(command, claim, outcome), self._publish(command, outcome)
+        )
 
     async def _decode(self, message: Message) -> StepCommand | None:
         data = message.value() or b""
@@ -119,19 +128,22 @@ class CommandProcessor:
         self._dead_letters.send(message, reason)
         await asyncio.to_thread(self._producer.producer.flush, 30.0)
 
-    async def _outcome(self, command: StepCommand) -> Outcome:
+    async def _outcome(self, command: StepCommand) -> tuple[Claim | None, Outcome]:
+        """Perform the command under a claim, or find its recorded result.
+
+        Returns the claim still held (to settle with `_settle`) and the outcome.
+        """
         if self._idempotency is None:
-            return await self._perform(command)
+            return None, await self._perform(command)
         try:
             held = await self._idempotency.acquire(
                 command.idempotency_key, wait_s=self._claim_wait_s
             )
         except ClaimBusyError as error:
-            return Outcome.failed(
-                RetryableError(str(error), retry_after_s=error.retry_after_s)
-            )
+            busy = RetryableError(str(error), retry_after_s=error.retry_after_s)
+            return None, Outcome.failed(busy)
         except RedisError as error:
-            return Outcome.failed(_redis_unavailable(error))
+            return None, Outcome.failed(_redis_unavailable(error))
         if isinstance(held, Recorded):
             self.replayed += 1
             log.info(
@@ -139,19 +151,22 @@ class CommandProcessor:
                 command.step_id,
                 command.run_id,
             )
-            return Outcome(held.status, held.outputs)  # type: ignore[arg-type]
-        return await self._perform_claimed(command, held)
-
-    async def _perform_claimed(self, command: StepCommand, claim: Claim) -> Outcome:
-        store = self._idempotency
-        if store is None:
-            raise RuntimeError("a claim without an idempotency store")
+            return None, Outcome(held.status, held.outputs)  # type: ignore[arg-type]
         try:
             outcome = await self._perform(command)
         except BaseException:
             # Cancelled while acting: let a redelivery act at once.
-            await asyncio.shield(_quietly(store.release(claim)))
+            await asyncio.shield(_quietly(self._idempotency.release(held)))
             raise
+        return held, outcome
+
+    async def _settle(
+        self, command: StepCommand, claim: Claim, outcome: Outcome
+    ) -> None:
+        """Record a success under the claim's key, or drop the claim after a failure."""
+        store = self._idempotency
+        if store is None:
+            raise RuntimeError("a claim without an idempotency store")
         try:
             if outcome.status == "ERROR":
                 await store.release(claim)
@@ -166,7 +181,6 @@ class CommandProcessor:
                 command.run_id,
                 error,
             )
-        return outcome
 
     async def _perform(self, command: StepCommand) -> Outcome:
         try:
