@@ -66,6 +66,18 @@ def _healthy(client: httpx.Client, url: str) -> bool:
         return False
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop `up` as a user would, so that it stops its children, then for good."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.mark.slow
 def test_up_then_sigterm_leaves_no_process_behind(
     tmp_path: Path, state_dir: Path
@@ -118,8 +130,6 @@ def test_up_then_sigterm_leaves_no_process_behind(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process)
 
     assert [pid for pid in started if alive(pid)] == []
