@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -102,7 +104,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         last_error: Exception | None = None
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(
+                stream = await self._backend.connect_tcp(
                     str(address),
                     port,
                     timeout=timeout,
@@ -111,6 +113,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 last_error = error
+                continue
+            return _PooledStream(stream)
         raise last_error or httpcore.ConnectError(f"{host!r} has no address")
 
     async def connect_unix_socket(
@@ -123,6 +127,53 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
+
+
+class _PooledStream(httpcore.AsyncNetworkStream):
+    """A connection that answers the pool's liveness checks cheaply.
+
+    httpcore asks every idle pooled connection whether its socket is readable
+    each time it places a request; through anyio that rebuilds a dict of socket
+    attributes (with a `getpeername` call) per question. The raw socket does not
+    change for the life of the connection, TLS included, so it is looked up once.
+    """
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._socket: socket.socket | None = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        secured = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _PooledStream(secured)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _readable(self._socket)
+        return self._stream.get_extra_info(info)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether a read would return at once (data, or the end of a closed socket)."""
+    descriptor = -1 if sock is None else sock.fileno()
+    if descriptor < 0:
+        return True
+    probe = select.poll()
+    probe.register(descriptor, select.POLLIN)
+    return bool(probe.poll(0))
 
 
 def guarded_transport(

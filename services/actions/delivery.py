@@ -5,6 +5,10 @@ one command at a time, while others keep running; flushing the whole producer pe
 command would serialise them. `AckedProducer` attaches a delivery callback to each
 record and resolves an asyncio future from it. A background thread serves the
 callbacks (`Producer.poll`), so the event loop never blocks on librdkafka.
+
+Acknowledgements are handed to the event loop in batches: the callbacks one
+`poll` (or `flush`) serves are collected, and the loop is woken once for all of
+them rather than once per record.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+Ack = tuple["asyncio.Future[None]", KafkaError | None]
 
 
 class AckedProducer:
@@ -36,6 +41,8 @@ class AckedProducer:
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._acks: list[Ack] = []
+        self._acks_lock = threading.Lock()
 
     def start(self) -> None:
         """Start serving delivery callbacks; call from the event loop that awaits."""
@@ -81,32 +88,50 @@ class AckedProducer:
 
         Logs a warning naming how many records were left unacknowledged.
         """
-        remaining = await asyncio.to_thread(self.producer.flush, timeout_s)
+        remaining = await asyncio.to_thread(self._flush, timeout_s)
         if remaining:
             log.warning("%d produced records unacknowledged at close", remaining)
         self._running.clear()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    def _callback_for(self, acked: asyncio.Future[None]) -> DeliveryCallback:
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("AckedProducer used before start()")
+    def flush(self, timeout_s: float) -> int:
+        """Wait (blocking) for every outstanding record; return how many are left.
 
+        For callers in a worker thread, such as a dead letter that must be durable
+        before its source offset is committed.
+        """
+        return self._flush(timeout_s)
+
+    def _callback_for(self, acked: asyncio.Future[None]) -> DeliveryCallback:
         def delivered(error: KafkaError | None, message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, acked, error)
+            with self._acks_lock:
+                self._acks.append((acked, error))
 
         return delivered
 
     def _serve_callbacks(self) -> None:
         while self._running.is_set():
             self.producer.poll(self._poll_interval_s)
+            self._hand_over_acks()
+
+    def _flush(self, timeout_s: float) -> int:
+        remaining = int(self.producer.flush(timeout_s))
+        self._hand_over_acks()
+        return remaining
+
+    def _hand_over_acks(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        if acks and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_settle_all, acks)
 
 
-def _settle(acked: asyncio.Future[None], error: KafkaError | None) -> None:
-    if acked.done():
-        return
-    if error is None:
-        acked.set_result(None)
-    else:
-        acked.set_exception(KafkaException(error))
+def _settle_all(acks: list[Ack]) -> None:
+    for acked, error in acks:
+        if acked.done():
+            continue
+        if error is None:
+            acked.set_result(None)
+        else:
+            acked.set_exception(KafkaException(error))

@@ -126,7 +126,7 @@ class CommandProcessor:
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
         self._dead_letters.send(message, reason)
-        await asyncio.to_thread(self._producer.producer.flush, 30.0)
+        await asyncio.to_thread(self._producer.flush, 30.0)
 
     async def _outcome(self, command: StepCommand) -> tuple[Claim | None, Outcome]:
         """Perform the command under a claim, or find its recorded result.

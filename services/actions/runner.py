@@ -8,8 +8,9 @@ the stored offset is always the oldest unfinished command (or the one after the
 last, when all are done), so a crash repeats unfinished commands and never skips
 one. The consumer's background auto-commit commits what was stored.
 
-Flow control: a partition with `partition_concurrency` unfinished commands is
-paused until half of them finished; when the whole process is full the loop stops
+Flow control: a partition with twice `partition_concurrency` unfinished commands
+(running, or queued behind those running) is paused until no more than
+`partition_concurrency` are left; when the whole process is full the loop stops
 polling until a command finishes, and if none does for a while it pauses every
 partition and keeps polling, so rebalances are still served.
 
@@ -46,6 +47,13 @@ TopicPartition = tuple[str, int]
 
 #: How long the loop waits for a free slot before it pauses every partition.
 FULL_WAIT_S = 1.0
+#: How long the loop waits for a quarter of its slots to free before polling.
+GATHER_WAIT_S = 0.005
+#: A partition pauses with this many times its concurrency unfinished (running, or
+#: queued behind those running), and resumes once no more than its concurrency
+#: is left. Pausing drops what the client prefetched for the partition, so a
+#: queue of waiting commands keeps the pauses rare.
+PAUSE_FACTOR = 2
 MAX_POLL_BATCH = 500
 
 
@@ -163,11 +171,30 @@ class CommandRunner:
             if self._in_flight >= self._max_in_flight:
                 await self._wait_for_slot()
                 continue
+            await self._gather_room()
             self._pause_all = False
             room = min(MAX_POLL_BATCH, self._max_in_flight - self._in_flight)
             batch = await asyncio.to_thread(self._poll, room)
             for message in batch:
                 self._start(message)
+
+    async def _gather_room(self) -> None:
+        """With only a few free slots, wait a moment for more to free up.
+
+        Each poll is a hop to a worker thread; when the process is busy, letting
+        a few more commands finish first lets one poll feed several of them.
+        """
+        wanted = max(1, self._max_in_flight // 4)
+        deadline = asyncio.get_running_loop().time() + GATHER_WAIT_S
+        while self._in_flight and self._max_in_flight - self._in_flight < wanted:
+            remaining_s = deadline - asyncio.get_running_loop().time()
+            if remaining_s <= 0 or self._stopping.is_set():
+                return
+            self._slot_freed.clear()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), remaining_s)
+            except TimeoutError:
+                return
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
@@ -286,8 +313,8 @@ class CommandRunner:
             return True
         in_flight = state.offsets.in_flight
         if state.paused:
-            return in_flight > self._partition_concurrency // 2
-        return in_flight >= self._partition_concurrency
+            return in_flight > self._partition_concurrency
+        return in_flight >= PAUSE_FACTOR * self._partition_concurrency
 
     def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
         for item in partitions:

@@ -44,10 +44,14 @@ class ActionSettings(BaseSettings):
     #: so every action service of one host gets its own.
     base_port: int = 8010
     max_in_flight: int = Field(
-        default=64, ge=1, description="Commands running at once in one process."
+        default=32,
+        ge=1,
+        description="Commands running at once in one process. More helps only "
+        "when targets answer slowly: an HTTP pool's cost per request grows with "
+        "its connections, and vendors' rate limits cap the rest.",
     )
     partition_concurrency: int = Field(
-        default=16,
+        default=8,
         ge=1,
         description="Commands of one partition running at once; the partition is "
         "paused while this many are unfinished.",
