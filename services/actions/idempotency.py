@@ -97,8 +97,9 @@ class IdempotencyStore:
 
     Args:
         redis: a client of the Redis every replica shares (bytes responses).
-        namespace: prefix of every key, e.g. the environment's topic prefix plus
-            `signalflow:steps`, so environments sharing a Redis stay apart.
+        namespace: prefix of every key, with the environment's topic prefix in it
+            (`signalflow:<prefix>actions:steps`), so environments sharing a Redis
+            stay apart.
         result_ttl_s: how long a performed step is remembered; longer than any
             redelivery or retry of it can arrive.
         claim_ttl_s: how long an "in progress" claim lives without its holder.

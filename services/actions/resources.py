@@ -107,6 +107,14 @@ class Resources:
             connectors=Connectors(default_factories()),
         )
 
+    def redis_key(self, *parts: str) -> str:
+        """A Redis key of the action services: `signalflow:<topic prefix>actions:...`.
+
+        Every key carries the environment's prefix, like the other services' keys,
+        so environments sharing one Redis stay apart.
+        """
+        return ":".join((f"signalflow:{self.settings.topic_prefix}actions", *parts))
+
     async def aclose(self) -> None:
         """Close the connectors created so far."""
         await self.connectors.aclose()

@@ -95,7 +95,7 @@ class ActionService(Service):
             dead_letters=DeadLetters(
                 self._producer.producer, self.topics, codec, service=self.name
             ),
-            idempotency=self._idempotency_store(self._redis),
+            idempotency=self._idempotency_store(self._redis, resources),
             claim_wait_s=self.own.claim_wait_s,
             step_names=self._step_names,
         )
@@ -113,13 +113,15 @@ class ActionService(Service):
         )
         self._task = asyncio.create_task(self._run(self._runner), name=self.name)
 
-    def _idempotency_store(self, redis: Redis) -> IdempotencyStore | None:
+    def _idempotency_store(
+        self, redis: Redis, resources: Resources
+    ) -> IdempotencyStore | None:
         if not self._use_idempotency:
             log.warning("%s runs without idempotency checks", self.name)
             return None
         return IdempotencyStore(
             redis,
-            namespace=f"{self.settings.topic_prefix}signalflow:steps",
+            namespace=resources.redis_key("steps"),
             result_ttl_s=self.own.result_ttl_s,
             claim_ttl_s=self.own.claim_ttl_s,
         )

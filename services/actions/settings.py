@@ -83,7 +83,7 @@ class ActionSettings(BaseSettings):
     unavailable_users: CommaList = Field(
         default_factory=list,
         description="Users round robin skips (out of office, left); the Redis set "
-        "`<prefix>signalflow:users:unavailable` adds to it at run time.",
+        "`signalflow:<prefix>actions:unavailable-users` adds to it at run time.",
     )
 
     _split = field_validator("unavailable_users", mode="before")(_split_list)

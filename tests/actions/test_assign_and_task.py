@@ -119,7 +119,7 @@ async def test_round_robin_is_weighted_fair_across_replicas_and_skips_unavailabl
     contact(org)
     own_settings.unavailable_users = ["nobody.here@example.com"]
     await vendor_resources.redis.sadd(
-        f"{vendor_resources.settings.topic_prefix}signalflow:users:unavailable", AVERY
+        vendor_resources.redis_key("unavailable-users"), AVERY
     )
     first = await harness_factory(ActionType.ASSIGN_OWNER, vendor_resources)
     replica = dataclasses.replace(

@@ -180,7 +180,7 @@ async def test_crm_429_and_500_are_retryable_and_succeed_when_resent(
 ) -> None:
     running = await emulators("salesforce")
     salesforce(running).inject(
-        Fault(kind=kind, method="POST", path="*/sobjects/Contact*")  # type: ignore[arg-type]
+        Fault(kind=kind, method="POST", path="*/sobjects/Contact*")
     )
     harness = await harness_factory(ActionType.CRM_UPSERT, vendor_resources)
     command = upsert()

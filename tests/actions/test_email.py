@@ -37,7 +37,8 @@ def email_step(params: dict[str, Any], **options: Any) -> dict[str, Any]:
     defaults = {
         "recipients": [{"kind": "record_owner"}],
         "subject": "New signal: $First Name at $Company Name",
-        "message": "*$First Name* is now $Current Title. [Profile](https://crm.example/p)",
+        "message": "*$First Name* is now $Current Title. "
+        "[Profile](https://crm.example/p)",
     }
     return step_command(ActionType.EMAIL, {**defaults, **params}, **people(), **options)
 

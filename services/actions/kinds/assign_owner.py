@@ -9,8 +9,8 @@ Methods:
 - `specific_user`: one configured user;
 - `round_robin`: the next of the configured users, in proportion to their
   weights, skipping users marked unavailable (settings, or the Redis set
-  `<prefix>signalflow:users:unavailable`); the turn is taken atomically in Redis
-  (`RoundRobin`), so replicas share one fair rotation per workflow step.
+  `signalflow:<prefix>actions:unavailable-users`); the turn is taken atomically
+  in Redis (`RoundRobin`), so replicas share one fair rotation per workflow step.
 
 Users are written as email addresses or CRM user ids; an email is looked up in
 the CRM. The owner is written to `write_field` (the CRM's own owner field by
@@ -65,11 +65,10 @@ class AssignOwnerAction(Action[AssignOwnerParams]):
 
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
-        prefix = resources.settings.topic_prefix
         self._round_robin = RoundRobin(
-            resources.redis, namespace=f"{prefix}signalflow:round-robin"
+            resources.redis, namespace=resources.redis_key("round-robin")
         )
-        self._unavailable_key = f"{prefix}signalflow:users:unavailable"
+        self._unavailable_key = resources.redis_key("unavailable-users")
 
     async def perform(self, step: Step[AssignOwnerParams]) -> Outcome:
         target = run_target(step, self._resources)

@@ -44,7 +44,7 @@ class EmailAction(Action[EmailParams]):
         self._resources = resources
         self._deliveries = Deliveries(
             resources.redis,
-            namespace=f"{resources.settings.topic_prefix}signalflow:email",
+            namespace=resources.redis_key("delivered", "email"),
             ttl_s=resources.own.result_ttl_s,
         )
 

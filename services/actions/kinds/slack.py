@@ -51,7 +51,7 @@ class SlackAction(Action[SlackParams]):
         self._resources = resources
         self._deliveries = Deliveries(
             resources.redis,
-            namespace=f"{resources.settings.topic_prefix}signalflow:slack",
+            namespace=resources.redis_key("delivered", "slack"),
             ttl_s=resources.own.result_ttl_s,
         )
 
