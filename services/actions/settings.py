@@ -81,7 +81,7 @@ class ActionSettings(BaseSettings):
         "before the partition is handed over.",
     )
     unavailable_users: CommaList = Field(
-        default_factory=list,
+        default=[],
         description="Users round robin skips (out of office, left); the Redis set "
         "`signalflow:<prefix>actions:unavailable-users` adds to it at run time.",
     )
@@ -109,7 +109,7 @@ class WebhookSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNALFLOW_WEBHOOK_", extra="ignore")
 
     allowlist: CommaList = Field(
-        default_factory=list,
+        default=[],
         description="Addresses or networks webhooks may call although they are "
         "loopback, private or link-local (e.g. 127.0.0.1 for a local demo).",
     )
