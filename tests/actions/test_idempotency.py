@@ -95,3 +95,30 @@ async def test_releasing_someone_elses_claim_does_nothing(
 
     with pytest.raises(ClaimBusyError):
         await store.acquire("run-6:0", wait_s=0)
+
+
+async def test_concurrent_claims_on_one_key_let_exactly_one_act(
+    store: IdempotencyStore,
+) -> None:
+    same_key = [store.acquire("run-7:0", wait_s=0) for _ in range(10)]
+    distinct = [store.acquire(f"run-8:{index}", wait_s=0) for index in range(40)]
+
+    answers = await asyncio.gather(*same_key, *distinct, return_exceptions=True)
+
+    claims = [answer for answer in answers[:10] if isinstance(answer, Claim)]
+    busy = [answer for answer in answers[:10] if isinstance(answer, ClaimBusyError)]
+    assert (len(claims), len(busy)) == (1, 9)
+    assert all(isinstance(answer, Claim) for answer in answers[10:])
+
+
+async def test_scripts_are_loaded_again_after_redis_forgets_them(
+    store: IdempotencyStore, redis: Redis
+) -> None:
+    first = await store.acquire("run-9:0", wait_s=0)
+    await redis.script_flush()
+
+    second = await store.acquire("run-9:1", wait_s=0)
+    assert isinstance(first, Claim) and isinstance(second, Claim)
+    await store.record(second, Recorded("OK", {}))
+
+    assert await store.acquire("run-9:1", wait_s=0) == Recorded("OK", {})
