@@ -1,6 +1,6 @@
 """Webhook action throughput on a real broker and Redis, against a loopback server.
 
-    python -m bench.actions [--messages 2000] [--replica-messages 1000]
+    python -m bench.actions [--messages 3000] [--replica-messages 1000]
                             [--rounds 5] [--replica-rounds 2]
 
 Three ratios, each measured against a baseline taken in the same run, side by
@@ -559,7 +559,7 @@ def environment() -> Settings:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--replica-messages", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--replica-rounds", type=int, default=2)

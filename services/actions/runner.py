@@ -120,6 +120,7 @@ class CommandRunner:
         self._started = False
         self.records_done = 0
         self.duplicates_skipped = 0
+        self.pauses = 0
 
     @property
     def in_flight(self) -> int:
@@ -301,6 +302,7 @@ class CommandRunner:
                     to_resume.append(state)
             if to_pause:
                 self._consumer.pause(_kafka_partitions(to_pause))
+                self.pauses += len(to_pause)
             if to_resume:
                 self._consumer.resume(_kafka_partitions(to_resume))
             for state in to_pause:

@@ -165,6 +165,7 @@ class ActionService(Service):
             report["paused"] = sorted(
                 f"{topic}[{partition}]" for topic, partition in self._runner.paused
             )
+            report["pauses"] = self._runner.pauses
         if self._processor is not None:
             report["performed"] = self._processor.performed
             report["replayed"] = self._processor.replayed
