@@ -175,7 +175,9 @@ async def test_a_rebalance_drains_running_commands_and_hands_over_the_rest(
     handled: list[tuple[int, int]] = []
 
     async def handler(message: Message) -> None:
-        await asyncio.sleep(0.05)
+        # Slow enough that the first runner is still busy (60 commands, 4 at a
+        # time: about 7 s) when the second has joined the group and takes over.
+        await asyncio.sleep(0.5)
         handled.append((message.partition(), message.offset()))
 
     group = f"runner-{uuid.uuid4().hex[:8]}"
