@@ -10,34 +10,50 @@ record to the `PartitionMatcher` of its partition. Faust's assignor gives a work
 the same partition numbers of all these co-partitioned topics and of the tables'
 changelogs. A faust timer sends a tick to every partition the worker owns; the tick
 is processed like any record, so time-driven work (timers, scheduled runs, status)
-happens inside a partition's event context, where faust's table writes must happen.
+is ordered with the partition's other records and batched with them.
 
-Exactly once across SIGKILL, restarts and rebalances. Faust (at-least-once)
-commits a source offset only after flushing its producer, so every table write and
-every send caused by records up to a committed offset reached Kafka first; records
-after it are processed again after a crash. Three rules make that replay harmless:
+Exactly once across SIGKILL, restarts and rebalances. What a record changes is
+held in memory, and the record is acknowledged to faust only when its batch is
+written out (`services.matcher.batching`): every `flush_interval_s` (or
+`flush_records` records), the worker waits until the broker acknowledged every
+enrollment the batch sent, writes the batch's changes to the tables (RocksDB and
+the changelog, through faust's producer), and only then acknowledges the batch's
+records. Faust (at-least-once) commits only acknowledged offsets, and flushes
+its producer before it commits, so every table write and every send caused by
+records up to a committed offset reached Kafka first; records after it are
+processed again after a crash. Three rules make that replay harmless:
 
 1. An enrollment is sent and acknowledged *before* the tables record it (the
-   `emitted` run id and the `enrolled` epoch). Its run id is derived from
-   (workflow, person, epoch), so a replay decides the same id. A crash between the
-   acknowledgement and the changelog write leaves the enrollment in the topic and
-   not in the table: when a replica takes up a partition, `reconcile()` reads the
-   partition of the `enrollments` topic (the matcher sends there with an explicit
-   partition) from the last offset the table recorded to the end, and records what
-   it finds. Only then does the partition process records; the replayed record
-   then finds its run id in `emitted` and records the enrollment without sending
-   it again. A crash before the acknowledgement leaves neither, and the replay
-   sends it.
+   `emitted` run id and the `enrolled` epoch): the tables are written only after
+   the batch's acknowledgements. Its run id is derived from (workflow, person,
+   epoch), so a replay decides the same id. A crash after the acknowledgement and
+   before the changelog write leaves the enrollment in the topic and not in the
+   table: when a replica takes up a partition, `reconcile()` reads the partition
+   of the `enrollments` topic (the matcher sends there with an explicit
+   partition) from the last offset the table recorded to the end, and records
+   what it finds. Only then does the partition process records; the replayed
+   record then finds its run id in `emitted` and records the enrollment without
+   sending it again. A crash before the acknowledgement leaves the table without
+   it and the topic with or without it: reconciliation records it if the broker
+   took it, and the replay sends it if not.
 2. Every state update is idempotent (a signal id is applied once, a profile keeps
    the newest `updated_at`, a pending entry is added once), and evaluation runs
    even for a duplicate, so a replayed record decides what it decided the first
-   time.
-3. RocksDB keeps writes locally as they happen, before their changelog records
-   are delivered. After an unclean stop the local store may hold writes that never
-   reached the changelog, and the changelog is what other replicas rebuild from.
-   A replica that did not stop cleanly therefore discards its local tables and
-   rebuilds them from the changelogs (`main.discard_state_after_crash`), so the
-   recovered tables are exactly what Kafka has.
+   time. Faust may replay records of different topics in another order than
+   they were first processed; between data records that does not change what
+   they decide, but a control command does (a `future_only` activation marks who
+   matches when it is processed). So a batch never holds control commands and
+   other records together, and its changes are delivered to Kafka before a
+   record of the other kind is processed: a replayed command then finds its
+   effects recorded (commands are idempotent by their id) and the records around
+   it see the state they saw the first time.
+3. RocksDB keeps a batch's writes as soon as they are written out, before their
+   changelog records are delivered. After an unclean stop the local store may
+   hold writes that never reached the changelog, and the changelog is what other
+   replicas rebuild from. A replica that did not stop cleanly therefore discards
+   its local tables and rebuilds them from the changelogs
+   (`main.discard_state_after_crash`), so the recovered tables are exactly what
+   Kafka has.
 
 Caps held in Redis are claimed per run id (a second claim of the same id is a
 yes that does not count again), so a replay does not use up places either. A
@@ -57,13 +73,14 @@ import redis.asyncio as redis
 from faust.types import TP
 from faust.web import Request, Response, View
 
+from services.matcher.batching import Batcher, OwnedPartition
 from services.matcher.catalog import Catalog, DefinitionMissingError
 from services.matcher.clock import Clock, FileClock, SystemClock
 from services.matcher.engine import PartitionMatcher
 from services.matcher.limits import SharedLimits
 from services.matcher.outbox import DeadLetterSender, FaustOutbox, reconcile
 from services.matcher.settings import MatcherSettings
-from services.matcher.tables import make_tables, partition_state
+from services.matcher.tables import PartitionTables, make_tables
 from signalflow.contracts import Codec, ContractError
 from signalflow.contracts.inputs import validate_profile, validate_signal
 from signalflow.definitions import DefinitionLog
@@ -73,6 +90,7 @@ from signalflow.topics import Topics, spec_for
 log = logging.getLogger(__name__)
 
 SERVICE = "matcher"
+PRODUCER_LINGER_S = 0.005
 
 
 def app_id(settings: Settings) -> str:
@@ -116,8 +134,12 @@ class MatcherWorker:
         self.codec = Codec.load()
         self.partitions = input_partitions(settings)
         self.app = self._build_app()
-        self.matchers: dict[int, PartitionMatcher] = {}
-        self.records_done = 0
+        self.batcher = Batcher(
+            interval_s=own.flush_interval_s,
+            max_records=own.flush_records,
+            name_of=self._input_name,
+            deliver=self._deliver,
+        )
         self._definitions: DefinitionLog | None = None
         self._catalog: Catalog | None = None
         self._limits: SharedLimits | None = None
@@ -150,7 +172,14 @@ class MatcherWorker:
             broker_heartbeat_interval=min(3.0, own.session_timeout_s / 3),
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            # Wait a little for more records before a produce request: batches
+            # the changelog writes of a batch and the enrollments into fewer
+            # requests.
+            producer_linger=PRODUCER_LINGER_S,
             processing_guarantee="at_least_once",
+            # A rebalance and a stop wait for every record to be acknowledged,
+            # so a batch is written out before its partition moves.
+            stream_wait_empty=True,
         )
 
     def _wire(self) -> None:
@@ -191,6 +220,7 @@ class MatcherWorker:
         )
         app.agent(self.profiles, name="repartition_profiles")(self._repartition)
         app.agent(self.inputs, name="match")(self._match)
+        app.task(self.batcher.run)
         app.timer(interval=self.own.tick_interval_s)(self._tick_all)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -218,22 +248,22 @@ class MatcherWorker:
                 )
             return self._catalog, self._limits
 
-    async def _matcher(self, partition: int) -> PartitionMatcher:
-        """The partition's matcher; the first call reconciles and loads it.
-
-        Must be called while a record of `partition` is processed.
-        """
-        matcher = self.matchers.get(partition)
-        if matcher is not None:
-            return matcher
+    async def _owned(self, partition: int) -> OwnedPartition:
+        """The partition's matcher and tables; the first call reconciles and
+        loads them. Call under the batcher's lock."""
+        owned = self.batcher.partitions.get(partition)
+        if owned is not None:
+            return owned
         catalog, limits = await self._services()
-        state = partition_state(self.tables, partition)
+        tables = PartitionTables(
+            self.tables, partition, cache_entries=self.own.cache_entries
+        )
         await reconcile(
-            self.settings, self.codec, self.enrollments_topic, partition, state
+            self.settings, self.codec, self.enrollments_topic, partition, tables.state
         )
         matcher = PartitionMatcher(
             partition,
-            state,
+            tables.state,
             catalog=catalog,
             limits=limits,
             outbox=self.outbox,
@@ -241,23 +271,51 @@ class MatcherWorker:
             settings=self.own,
         )
         await matcher.load()
-        self.matchers[partition] = matcher
-        return matcher
+        owned = OwnedPartition(matcher, tables)
+        self.batcher.partitions[partition] = owned
+        return owned
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
-        self._drop_matchers({tp.partition for tp in revoked})
+        self._drop_partitions({tp.partition for tp in revoked})
 
     async def _on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
+        self._seek_uncommitted_to_start()
         # A partition that comes back may have moved meanwhile: take it up afresh.
         owned = {tp.partition for tp in assigned if tp.topic == self.signals_topic}
-        self._drop_matchers(set(self.matchers) - owned)
+        self._drop_partitions(set(self.batcher.partitions) - owned)
         log.info("matcher owns partitions %s", sorted(owned))
 
-    def _drop_matchers(self, partitions: set[int]) -> None:
+    def _seek_uncommitted_to_start(self) -> None:
+        """Make faust's seek to committed offsets also rewind input partitions
+        that have none.
+
+        After a rebalance faust resumes the input partitions, then seeks them to
+        their committed offsets, then resumes the streams, clearing what they
+        had queued meanwhile. aiokafka seeks only partitions with a committed
+        offset above zero, so a partition without one keeps its fetch position,
+        past the records just cleared: they would not be processed before the
+        next restart. Rewinding such a partition to its start has faust fetch
+        them again (a partition without a commit has had nothing acknowledged).
+        """
+        consumer: Any = self.app.consumer
+        if getattr(consumer, "_rewinds_uncommitted", False):
+            return
+        seek_to_committed = consumer.seek_to_committed
+        inputs = {self.profiles.get_topic_name(), *self.inputs.topics}
+
+        async def seek_to_committed_or_start() -> dict[TP, int | None]:
+            committed: dict[TP, int | None] = await seek_to_committed()
+            for tp, offset in committed.items():
+                if tp.topic in inputs and not offset:
+                    await consumer.seek(tp, 0)
+            return committed
+
+        consumer.seek_to_committed = seek_to_committed_or_start
+        consumer._rewinds_uncommitted = True
+
+    def _drop_partitions(self, partitions: set[int]) -> None:
         for partition in partitions:
-            matcher = self.matchers.pop(partition, None)
-            if matcher is not None:
-                matcher.release_all()
+            self.batcher.drop(partition)
 
     # ----------------------------------------------------------------- agents
 
@@ -273,14 +331,23 @@ class MatcherWorker:
             )
 
     async def _match(self, stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        # Records are acknowledged by the batcher, once written out.
+        manual: Any = stream.noack()  # type: ignore[attr-defined]
+        self.batcher.acknowledge = manual.ack
+        async for event in manual.events():
             message = event.message
-            matcher = await self._matcher(message.partition)
-            try:
-                await self._dispatch(matcher, message.topic, event.value)
-            except (ContractError, DefinitionMissingError) as error:
-                await self.dead_letters.send(message, str(error))
-            self.records_done += 1
+            command = message.topic == self.control_topic
+            if self.batcher.crosses(command=command):
+                await self.batcher.flush(deliver=True)
+            async with self.batcher.lock:
+                owned = await self._owned(message.partition)
+                try:
+                    await self._dispatch(owned.matcher, message.topic, event.value)
+                except (ContractError, DefinitionMissingError) as error:
+                    await self.dead_letters.send(message, str(error))
+                self.batcher.hold(owned, event, command=command)
+            if self.batcher.due():
+                await self.batcher.flush()
 
     async def _dispatch(
         self, matcher: PartitionMatcher, topic: str, value: bytes
@@ -310,14 +377,31 @@ class MatcherWorker:
 
     # ----------------------------------------------------------------- health
 
+    async def _deliver(self) -> None:
+        """Wait until the producer delivered everything it was handed."""
+        await self.app.producer.flush()
+
+    def _input_name(self, topic: str) -> str:
+        names = {
+            self.signals_topic: "signals",
+            self.by_account_topic: "profiles",
+            self.control_topic: "control",
+            self.ticks_topic: "ticks",
+        }
+        return names.get(topic, topic)
+
     def health(self) -> dict[str, Any]:
-        """The health report: partitions owned, records processed, sends."""
+        """The health report: partitions owned, records done (written out and
+        acknowledged) in all and by input, enrollments the broker acknowledged,
+        dead letters."""
+        done = self.batcher.done
         return {
             "service": SERVICE,
             "state": "running",
-            "partitions": sorted(self.matchers),
-            "records_done": self.records_done,
-            "enrollments_sent": self.outbox.sent,
+            "partitions": sorted(self.batcher.partitions),
+            "records_done": sum(done.values()),
+            "done": dict(done),
+            "enrollments_sent": self.outbox.acknowledged,
             "dead_letters": self.dead_letters.sent,
             "active_workflows": len(self._catalog.index) if self._catalog else 0,
         }

@@ -17,8 +17,10 @@ import logging
 import time
 from typing import Protocol
 
-from services.matcher.index import ActiveWorkflow, AudienceIndex, compile_workflow
+from services.matcher.active import ActiveWorkflow, compile_workflow
+from services.matcher.index import AudienceIndex
 from signalflow.workflow import Audience, Workflow
+from signalflow.workflow.filters import InAudience
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +99,31 @@ class Catalog:
         audience = self.source.audience(workflow.audience_id)
         if audience is None:
             return None
-        return compile_workflow(workflow, version, audience, self.source.audiences())
+        return compile_workflow(workflow, version, audience, self._members(audience))
+
+    def _members(self, audience: Audience) -> dict[str, Audience]:
+        """The audiences `audience` names in membership predicates, transitively:
+        all that compiling it needs (looking each up, rather than copying every
+        audience there is for each of thousands of workflows)."""
+        found: dict[str, Audience] = {}
+        waiting = [audience]
+        while waiting:
+            for node in waiting.pop().filter.walk():
+                if not isinstance(node, InAudience) or node.audience_id in found:
+                    continue
+                member = self.source.audience(node.audience_id)
+                if member is not None:
+                    found[node.audience_id] = member
+                    waiting.append(member)
+        return found
 
     def activate(self, active: ActiveWorkflow, partition: int) -> None:
         """Mark `active` as evaluated in `partition`; index it."""
         partitions = self._partitions.setdefault(active.id, set())
         current = self.index.get(active.id)
-        if current is None or current.version <= active.version:
+        if current is not active and (
+            current is None or current.version <= active.version
+        ):
             self.index.add(active)
         partitions.add(partition)
 

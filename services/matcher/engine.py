@@ -2,12 +2,18 @@
 
 `PartitionMatcher` is everything the matcher does for one partition, without
 Kafka: the worker (`services.matcher.app`) calls it for each record of the
-partition, inside faust's event context, and fast tests call it directly with an
-in-memory state and a test clock.
+partition, and fast tests call it directly with an in-memory state and a test
+clock.
 
 On every signal or profile change the affected people (one person; every person
 of the account for a company signal or an account profile) are evaluated against
-the active workflows that read what changed (`AudienceIndex`). A match of a
+the active workflows that read what changed and whose anchors they have
+(`AudienceIndex`); only for those is the prospect's full state built. When a
+profile change takes an anchor away (a new title, an account leaving an
+industry), the workflows filed under the earlier anchors are evaluated too, so
+the flags of a match that ended are cleared. Whatever the clock alone can change
+is only asked of workflows whose other conjuncts hold (`ActiveWorkflow.judge`). A
+match of a
 realtime workflow enrolls at once, within the caps; a match of a scheduled
 workflow is held as pending until the workflow's next run, when `on_tick` releases
 it. A person enrolls once per match: the `enrolled` record's `b` flag stays set
@@ -17,12 +23,18 @@ workflow allows re-enrollment and its days have passed.
 
 Whatever the clock alone can change is put on the partition's timer index (due
 minute -> people), and `on_tick` looks at those people again when the minute
-comes.
+comes. A tick costs nothing per realtime workflow but on the day's first tick,
+and status reports go out for the workflows whose figures changed (all of them
+every tenth report).
 
-Enrollments are sent before they are recorded: `_send` waits for the broker to
-acknowledge them, then writes `emitted` and `enrolled`. The module docstring of
-`services.matcher.app` explains why this order, with the reconciliation at
-partition start, sends every enrollment exactly once across crashes.
+Enrollments are handed to the outbox as they are decided, without waiting for
+the broker: `emitted` and `enrolled` are updated at once in the partition's
+state, and `settle()` later waits for every acknowledgement and records the
+offsets. The worker's state holds its writes in memory until it has settled (see
+`services.matcher.tables`), so the tables never record an enrollment the broker
+has not acknowledged. The module docstring of `services.matcher.app` explains
+why this order, with the reconciliation at partition start, sends every
+enrollment exactly once across crashes.
 """
 
 from __future__ import annotations
@@ -34,9 +46,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from services.matcher.active import ActiveWorkflow
+from services.matcher.anchors import Keys
 from services.matcher.catalog import Catalog
 from services.matcher.clock import Clock
-from services.matcher.index import ActiveWorkflow, present_anchors
 from services.matcher.limits import SharedLimits
 from services.matcher.records import (
     enrollment_record,
@@ -53,7 +66,13 @@ from services.matcher.state import (
     stored_profile,
     to_millis,
 )
-from services.matcher.store import SEP, PartitionState, pair_key, split_pair
+from services.matcher.store import (
+    EMITTED_UP_TO,
+    SEP,
+    PartitionState,
+    pair_key,
+    split_pair,
+)
 from signalflow.workflow.evaluate import ProspectState, SignalFact
 
 log = logging.getLogger(__name__)
@@ -62,19 +81,50 @@ Json = dict[str, Any]
 
 PREVIEW_EXAMPLES = 20
 MINUTE_MS = 60_000
+UNSETTLED = -1
+"""The `emitted` value of an enrollment sent but not acknowledged yet."""
+FULL_REPORT_EVERY = 10
+REPORTED_FIGURES = (
+    "pending",
+    "held_by_account_cap",
+    "held_by_rep_cap",
+    "expired",
+    "last_run_at",
+    "last_run_enrolled",
+)
+"""The fields of a status report whose change makes it worth sending."""
+
+
+class Sent(Protocol):
+    """Enrollments handed to the producer, on their way to the broker."""
+
+    async def offsets(self) -> list[int]:
+        """Wait until the broker acknowledged every one; their offsets, in order.
+
+        Raises what the producer raises when one could not be delivered.
+        """
 
 
 class Outbox(Protocol):
     """Where the matcher's records go."""
 
-    async def send_enrollments(
-        self, partition: int, records: Sequence[Json]
-    ) -> list[int]:
-        """Send enrollments to `partition` of the enrollments topic; return their
-        offsets once the broker acknowledged every one."""
+    async def send_enrollments(self, partition: int, records: Sequence[Json]) -> Sent:
+        """Hand enrollments to the producer, in order, for `partition` of the
+        enrollments topic; returns once they are queued, before the broker
+        acknowledges them."""
 
     async def send_status(self, record: Json) -> None:
         """Send one `matcher_status` record."""
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """What a profile event replaced: the person's earlier profile, or the
+    account the prospect was evaluated with before (its earlier profile, or the
+    whole account when it was deleted or the person moved away from it)."""
+
+    person_profile: Json | None = None
+    account: EntityState | None = None
 
 
 @dataclass
@@ -132,7 +182,8 @@ class PartitionMatcher:
         settings: the matcher's settings.
 
     Call `load()` once before the first record; every other method expects the
-    caller to process the partition's records one at a time.
+    caller to process the partition's records one at a time, and to call
+    `settle()` before it writes the partition's state out.
     """
 
     def __init__(
@@ -161,6 +212,12 @@ class PartitionMatcher:
         self._figures: dict[str, Json] = {}
         self._dirty_figures: set[str] = set()
         self._last_status_ms = 0
+        self._reports_made = 0
+        self._unreported: set[str] = set()
+        self._reported: dict[str, tuple[Any, ...]] = {}
+        self._scheduled: set[str] = set()
+        self._day_seen: str | None = None
+        self._unsettled: list[tuple[list[str], Sent]] = []
 
     # ------------------------------------------------------------------ start
 
@@ -179,9 +236,15 @@ class PartitionMatcher:
         for workflow_id in list(self.active):
             self.catalog.deactivate(workflow_id, self.partition)
         self.active.clear()
+        self._scheduled.clear()
 
     def _take_up(self, active: ActiveWorkflow) -> None:
         self.active[active.id] = active
+        if active.scheduled:
+            self._scheduled.add(active.id)
+        else:
+            self._scheduled.discard(active.id)
+        self._unreported.add(active.id)
         self.catalog.activate(active, self.partition)
 
     # ---------------------------------------------------------------- signals
@@ -249,17 +312,30 @@ class PartitionMatcher:
     async def _account_profile(self, profile: Json, now: datetime) -> None:
         account_key = profile["key"]
         account = self._account(account_key)
+        people = self.state.members.get(account_key) or []
         if profile["deleted"]:
             self.state.accounts.delete(account_key)
-            people = self.state.members.get(account_key) or []
-            await self._evaluate(people, {EVERYTHING}, account_key, now=now)
+            await self._evaluate(
+                people,
+                {EVERYTHING},
+                account_key,
+                now=now,
+                replaced=Replaced(account=account),
+            )
             return
+        before = EntityState(dict(account.data))
         keys = account.set_profile(profile)
         if keys is None:
             return
         self.state.accounts.put(account_key, account.data)
-        people = self.state.members.get(account_key) or []
-        await self._evaluate(people, keys, account_key, now=now, account=account)
+        await self._evaluate(
+            people,
+            keys,
+            account_key,
+            now=now,
+            account=account,
+            replaced=Replaced(account=before),
+        )
 
     async def _person_profile(self, profile: Json, now: datetime) -> None:
         person_key, account_key = profile["key"], profile["account_key"]
@@ -267,16 +343,27 @@ class PartitionMatcher:
             self._forget_person(person_key)
             return
         person = self._person(person_key)
+        before = person.profile
         keys = person.set_profile(profile)
         if keys is None:
             return
         previous = person.account_key
         person.set_account(account_key)
         self.state.people.put(person_key, person.data)
-        if previous is not None and previous != account_key:
-            self._leave(previous, person_key)
+        left = previous if previous is not None and previous != account_key else None
+        if left is not None:
+            self._leave(left, person_key)
         self._join(account_key, person_key)
-        await self._evaluate([person_key], keys, account_key, now=now)
+        # A person without a profile matched nothing before: no flags to clear.
+        replaced = None
+        if before is not None:
+            replaced = Replaced(
+                person_profile=before,
+                account=self._account(left) if left is not None else None,
+            )
+        await self._evaluate(
+            [person_key], keys, account_key, now=now, replaced=replaced
+        )
 
     def _forget_person(self, person_key: str) -> None:
         person = self.state.people.get(person_key)
@@ -303,18 +390,36 @@ class PartitionMatcher:
         now: datetime,
         account: EntityState | None = None,
         only: Sequence[ActiveWorkflow] | None = None,
+        replaced: Replaced | None = None,
     ) -> None:
-        if not self.active:
+        index = self.catalog.index
+        if not self.active or (only is None and not index.reads_any(keys)):
             return
         batch = Batch(now)
         account = account if account is not None else self._account(account_key)
         now_ms = to_millis(now) or 0
         window_ms = self._signal_limits.window_ms
-        account_facts = account.facts(now_ms=now_ms, window_ms=window_ms)
+        shared = index.account_keys_of(account.profile, account.signal_types())
+        before = self._earlier_account_keys(replaced, shared)
+        account_facts: dict[str, SignalFact] | None = None
         for person_key in person_keys:
             person = self._person(person_key)
-            if person.profile is None:
+            profile = person.profile
+            if profile is None:
                 continue
+            # The prospect's anchors need only its profile and signal types;
+            # most prospects have no candidate, and skip the full state.
+            types = person.signal_types()
+            anchors = index.person_keys_of(profile, types, shared)
+            earlier = None
+            if replaced is not None and before is not None:
+                earlier_profile = replaced.person_profile or profile
+                earlier = index.person_keys_of(earlier_profile, types, before)
+            candidates = self._candidates(anchors, keys, only, earlier)
+            if not candidates:
+                continue
+            if account_facts is None:
+                account_facts = account.facts(now_ms=now_ms, window_ms=window_ms)
             state = prospect_state(
                 person,
                 account,
@@ -322,25 +427,43 @@ class PartitionMatcher:
                 window_ms=window_ms,
                 account_facts=account_facts,
             )
-            for active in self._candidates(state, keys, only):
+            for active in candidates:
                 self._decide(batch, active, person_key, account_key, state)
         await self._finish(batch)
 
+    def _earlier_account_keys(
+        self, replaced: Replaced | None, shared: Keys
+    ) -> Keys | None:
+        """The account's anchor keys before the event, when it replaced a
+        profile (None when it replaced none)."""
+        if replaced is None:
+            return None
+        if replaced.account is None:
+            return shared
+        account = replaced.account
+        return self.catalog.index.account_keys_of(
+            account.profile, account.signal_types()
+        )
+
     def _candidates(
         self,
-        state: ProspectState,
+        anchors: Keys,
         keys: set[str],
         only: Sequence[ActiveWorkflow] | None,
+        earlier: Keys | None = None,
     ) -> list[ActiveWorkflow]:
-        anchors = present_anchors(state)
+        """The active workflows a prospect with `anchors` may match, and, when an
+        event replaced a profile, those it may have matched with its `earlier`
+        anchors: a prospect that lost an anchor is evaluated once more, so its
+        flags are cleared."""
+        index = self.catalog.index
         if only is not None:
-            return [a for a in only if a.anchor is None or a.anchor & anchors]
-        found = []
-        for workflow_id in self.catalog.index.candidates(keys, anchors):
-            active = self.active.get(workflow_id)
-            if active is not None:
-                found.append(active)
-        return found
+            return [active for active in only if active.admits(anchors)]
+        found = index.candidates(keys, anchors)
+        if earlier is not None and earlier != anchors:
+            found |= index.candidates(keys, earlier)
+        active = self.active
+        return [active[workflow_id] for workflow_id in found if workflow_id in active]
 
     def _decide(
         self,
@@ -352,9 +475,8 @@ class PartitionMatcher:
     ) -> None:
         now = batch.now
         key = pair_key(active.id, person_key)
-        matched = active.matches(state, now)
+        matched, moment = active.judge(state, now)
         record = self.state.enrolled.get(key)
-        moment = active.next_change(state, now)
         if not matched:
             if record is not None and record.get("b"):
                 record["b"] = False
@@ -477,24 +599,47 @@ class PartitionMatcher:
         self._dirty_figures.add(active.id)
 
     async def _send(self, planned: Sequence[Planned]) -> None:
-        """Send what was not sent before, then record the offsets."""
+        """Send what was not sent before; `settle()` records the offsets."""
         fresh = [
             item for item in planned if self.state.emitted.get(item.run_id) is None
         ]
         if not fresh:
             return
-        offsets = await self.outbox.send_enrollments(
+        sent = await self.outbox.send_enrollments(
             self.partition, [item.record for item in fresh]
         )
-        for item, offset in zip(fresh, offsets, strict=True):
-            self.state.emitted.put(item.run_id, offset)
-        self._advance_emitted_offset(max(offsets))
+        run_ids = [item.run_id for item in fresh]
+        for run_id in run_ids:
+            self.state.emitted.put(run_id, UNSETTLED)
+        self._unsettled.append((run_ids, sent))
         log.debug("partition %d sent %d enrollments", self.partition, len(fresh))
 
+    async def settle(self) -> int:
+        """Wait until the broker acknowledged every enrollment sent so far, and
+        record their offsets; returns how many there were.
+
+        Raises what the outbox raises when one could not be delivered; the
+        partition's state then holds enrollments that may not exist, and must
+        not be written out (the worker stops, and the records are processed
+        again).
+        """
+        unsettled, self._unsettled = self._unsettled, []
+        highest = -1
+        count = 0
+        for run_ids, sent in unsettled:
+            offsets = await sent.offsets()
+            for run_id, offset in zip(run_ids, offsets, strict=True):
+                self.state.emitted.put(run_id, offset)
+            highest = max(highest, *offsets)
+            count += len(offsets)
+        if count:
+            self._advance_emitted_offset(highest)
+        return count
+
     def _advance_emitted_offset(self, offset: int) -> None:
-        current = self.state.meta.get("emitted_offset")
+        current = self.state.emitted.get(EMITTED_UP_TO)
         if current is None or offset > int(current):
-            self.state.meta.put("emitted_offset", offset)
+            self.state.emitted.put(EMITTED_UP_TO, offset)
 
     def _record_enrollment(
         self, candidate: Candidate, period: str, now: datetime
@@ -506,9 +651,10 @@ class PartitionMatcher:
         self.state.enrolled.put(key, record)
         if self.state.pending.get(key) is not None:
             self._drop_pending(active.id, key, expired=False)
-        cap_key = f"{active.id}{SEP}{candidate.account_key}"
-        count = self._account_count(cap_key, period)
-        self.state.meta.put(f"acap:{cap_key}", {"p": period, "n": count + 1})
+        if active.workflow.limits.max_per_account is not None:
+            cap_key = f"{active.id}{SEP}{candidate.account_key}"
+            count = self._account_count(cap_key, period)
+            self.state.meta.put(f"acap:{cap_key}", {"p": period, "n": count + 1})
         figures = self._figures_of(active.id)
         figures["enrolled_total"] = figures.get("enrolled_total", 0) + 1
         self._dirty_figures.add(active.id)
@@ -575,14 +721,21 @@ class PartitionMatcher:
 
     async def on_tick(self) -> None:
         """Do what is due: timers, scheduled runs, the next day of realtime caps,
-        and the periodic status report."""
+        and the periodic status report.
+
+        A tick costs nothing per realtime workflow except when the day changes:
+        a partition may have thousands.
+        """
         now = self.clock.now()
         await self._wake_due(now)
-        for active in list(self.active.values()):
-            if active.scheduled:
-                await self._run_if_due(active, now)
-            else:
-                await self._realtime_day(active, now)
+        for workflow_id in sorted(self._scheduled):
+            await self._run_if_due(self.active[workflow_id], now)
+        today = _day(now)
+        if today != self._day_seen:
+            for active in list(self.active.values()):
+                if not active.scheduled:
+                    await self._realtime_day(active, now)
+            self._day_seen = today
         await self._report_if_due(now)
 
     async def _run_if_due(self, active: ActiveWorkflow, now: datetime) -> None:
@@ -681,15 +834,28 @@ class PartitionMatcher:
     # ----------------------------------------------------------------- status
 
     async def _report_if_due(self, now: datetime) -> None:
+        """Report the workflows whose reported figures changed since their last
+        report, and every tenth time all of them (the topic is compacted: its
+        readers keep the newest report of each workflow and partition)."""
         now_ms = to_millis(now) or 0
         if now_ms - self._last_status_ms < self.settings.status_interval_s * 1000:
             return
         self._last_status_ms = now_ms
-        for workflow_id in sorted(self.active):
-            await self._report(workflow_id, now)
+        self._reports_made += 1
+        everything = self._reports_made % FULL_REPORT_EVERY == 1
+        due = (
+            self.active.keys() if everything else self._unreported & self.active.keys()
+        )
+        for workflow_id in sorted(due):
+            await self._report(workflow_id, now, unchanged_too=everything)
 
     async def _report(
-        self, workflow_id: str, now: datetime, preview: Json | None = None
+        self,
+        workflow_id: str,
+        now: datetime,
+        preview: Json | None = None,
+        *,
+        unchanged_too: bool = True,
     ) -> None:
         record = status_record(
             workflow_id,
@@ -698,6 +864,12 @@ class PartitionMatcher:
             now=now,
             preview=preview,
         )
+        if preview is None:
+            self._unreported.discard(workflow_id)
+            reported = tuple(record[name] for name in REPORTED_FIGURES)
+            if not unchanged_too and self._reported.get(workflow_id) == reported:
+                return
+            self._reported[workflow_id] = reported
         await self.outbox.send_status(record)
 
     def figures(self, workflow_id: str) -> Json:
@@ -712,6 +884,7 @@ class PartitionMatcher:
         return figures
 
     def _write_figures(self) -> None:
+        self._unreported.update(self._dirty_figures)
         for workflow_id in self._dirty_figures:
             self.state.meta.put(f"run:{workflow_id}", self._figures[workflow_id])
         self._dirty_figures.clear()
@@ -790,6 +963,7 @@ class PartitionMatcher:
         record["paused"] = True
         self.state.meta.put(f"act:{workflow_id}", record)
         self.active.pop(workflow_id, None)
+        self._scheduled.discard(workflow_id)
         self.catalog.deactivate(workflow_id, self.partition)
         log.info("partition %d paused %s", self.partition, workflow_id)
 

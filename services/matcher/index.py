@@ -1,167 +1,95 @@
 """Which active workflows an event can concern: the audience index.
 
-Each active workflow is compiled once (`ActiveWorkflow`). `AudienceIndex` maps the
-keys an audience reads (`signal:funding`, `email`, `field:account.industry`, ...)
-to the workflows that read them, so an event looks up only the workflows that read
-one of the keys it changed: its cost does not grow with the workflows that ignore
-it.
+`AudienceIndex` maps the keys an audience reads (`signal:funding`, `email`,
+`field:account.industry`, ...) to the workflows that read them, so an event looks
+up only the workflows that read one of the keys it changed: its cost does not
+grow with the workflows that ignore it.
 
-A second cut keeps the cost down when many audiences do read the key: an audience
-that requires a signal (a company or person signal predicate directly under its
-top-level `all`, or as the whole filter) is filed under that predicate's signal
-types, its *anchor*. An event only looks at anchored audiences whose anchor the
-prospect has, since the others cannot match. A prospect has a handful of signal
-types, so this bucket lookup stays small however many audiences there are.
+A second cut keeps the cost down when many audiences do read the key: a signal of
+one type concerns every audience that wants that type, and there are many. Within
+a key, each workflow is filed under its *anchors* (`services.matcher.anchors`):
+the discrete facts a prospect must have to match, such as one of two titles, or
+one of the signal types it wants. A workflow is filed under every combination of
+the keys of two of its dimensions (its best field and its best signal dimension
+when it has both), and a prospect looks up the combinations of its own keys (one
+value per field, a handful of signal types), so the workflows it finds are those
+that can match it, however many audiences read the changed key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from itertools import product
+from typing import Any
 
-from services.matcher.state import EVERYTHING
-from signalflow.workflow import Audience, Workflow
-from signalflow.workflow.evaluate import CompiledFilter, ProspectState, compile_filter
-from signalflow.workflow.filters import (
-    AllOf,
-    CompanySignal,
-    FilterNode,
-    InAudience,
-    LastActivity,
-    PersonSignal,
+from services.matcher.active import ActiveWorkflow
+from services.matcher.anchors import (
+    Dimension,
+    Field,
+    Keys,
+    account_keys,
+    person_keys,
+    prospect_keys,
 )
+from services.matcher.state import EVERYTHING
+from signalflow.workflow.evaluate import ProspectState
 
-Anchor = frozenset[str]
-"""Signal types with their scope, `COMPANY:funding` or `PERSON:job_change`."""
+MAX_COMBINATIONS = 64
+"""A workflow whose two best dimensions have more combinations than this is filed
+under its best dimension alone."""
 
-
-@dataclass(frozen=True)
-class ActiveWorkflow:
-    """A workflow version with its audience, compiled for evaluation."""
-
-    workflow: Workflow
-    version: int
-    audience: Audience
-    compiled: CompiledFilter
-    reads: frozenset[str]
-    anchor: Anchor | None
-    clock_sensitive: bool
-    signal_types: tuple[tuple[str, str], ...]
-
-    @property
-    def id(self) -> str:
-        return self.workflow.id
-
-    @property
-    def scheduled(self) -> bool:
-        return self.workflow.schedule.kind != "realtime"
-
-    def matches(self, state: ProspectState, now: datetime) -> bool:
-        return self.compiled.matches(state, now)
-
-    def next_change(self, state: ProspectState, now: datetime) -> datetime | None:
-        """When the clock alone may flip the match, re-enrollment waits included."""
-        if not self.clock_sensitive:
-            return None
-        return self.compiled.next_change(state, now)
-
-    def reenroll_after(self) -> timedelta | None:
-        days = self.workflow.reenrollment.after_days
-        return timedelta(days=days) if days else None
-
-
-def compile_workflow(
-    workflow: Workflow,
-    version: int,
-    audience: Audience,
-    audiences: Mapping[str, Audience],
-) -> ActiveWorkflow:
-    """Compile `workflow` (saved as `version`) against its audience.
-
-    `audiences` resolves membership predicates (`in_audience`).
-    """
-    lookup = {**audiences, audience.id: audience}
-    nodes = list(_expanded_nodes(audience.filter, lookup, set()))
-    return ActiveWorkflow(
-        workflow=workflow,
-        version=version,
-        audience=audience,
-        compiled=compile_filter(audience.filter, lookup),
-        reads=frozenset(audience.filter.reads(lookup)),
-        anchor=_anchor(audience.filter),
-        clock_sensitive=_clock_sensitive(nodes),
-        signal_types=tuple(_signal_types(nodes)),
-    )
-
-
-def _expanded_nodes(
-    node: FilterNode, audiences: Mapping[str, Audience], seen: set[str]
-) -> Iterable[FilterNode]:
-    for item in node.walk():
-        yield item
-        if isinstance(item, InAudience) and item.audience_id not in seen:
-            target = audiences.get(item.audience_id)
-            if target is not None:
-                seen.add(item.audience_id)
-                yield from _expanded_nodes(target.filter, audiences, seen)
-
-
-def _clock_sensitive(nodes: list[FilterNode]) -> bool:
-    for node in nodes:
-        if isinstance(node, (CompanySignal, PersonSignal)) and node.within_days:
-            return True
-        if isinstance(node, LastActivity) and node.condition != "empty":
-            return True
-    return False
-
-
-def _signal_types(nodes: list[FilterNode]) -> Iterable[tuple[str, str]]:
-    seen: set[tuple[str, str]] = set()
-    for node in nodes:
-        if isinstance(node, (CompanySignal, PersonSignal)):
-            scope = "COMPANY" if isinstance(node, CompanySignal) else "PERSON"
-            for kind in node.types:
-                if (scope, kind) not in seen:
-                    seen.add((scope, kind))
-                    yield scope, kind
-
-
-def _anchor(root: FilterNode) -> Anchor | None:
-    """The signal types one of which a prospect must have to match, if any.
-
-    Person signals are preferred (people have fewer than accounts), then the
-    predicate with the fewest types.
-    """
-    conjuncts = root.of if isinstance(root, AllOf) else [root]
-    candidates = [
-        node for node in conjuncts if isinstance(node, (CompanySignal, PersonSignal))
-    ]
-    if not candidates:
-        return None
-    best = min(
-        candidates,
-        key=lambda node: (isinstance(node, CompanySignal), len(node.types)),
-    )
-    scope = "COMPANY" if isinstance(best, CompanySignal) else "PERSON"
-    return frozenset(f"{scope}:{kind}" for kind in best.types)
-
-
-def present_anchors(state: ProspectState) -> set[str]:
-    """The anchors a prospect satisfies: the signal types it has, with scope."""
-    present = {f"PERSON:{kind}" for kind in state.person_signals}
-    present.update(f"COMPANY:{kind}" for kind in state.account_signals)
-    return present
+Shape = tuple[str, ...]
+"""The dimension kinds a workflow is filed under, `("person.title", "PERSON")`."""
 
 
 @dataclass
 class _Bucket:
     free: set[str] = field(default_factory=set)
-    anchored: dict[str, set[str]] = field(default_factory=dict)
+    filed: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
+    shapes: Counter[Shape] = field(default_factory=Counter)
+
+
+Requirement = tuple[str, frozenset[str]]
+"""A dimension as the lookup checks it: its kind and its keys."""
+
+
+@dataclass(frozen=True)
+class _Filing:
+    """Where a workflow is filed (`shape`, `combinations`) and the dimensions a
+    prospect found there must still have (`rest`)."""
+
+    shape: Shape
+    combinations: tuple[tuple[str, ...], ...]
+    rest: tuple[Requirement, ...]
+
+
+def _filing(anchors: Sequence[Dimension]) -> _Filing:
+    chosen = list(anchors[:2])
+    if len(chosen) == 2 and len(chosen[0].keys) * len(chosen[1].keys) > (
+        MAX_COMBINATIONS
+    ):
+        chosen = chosen[:1]
+    return _Filing(
+        shape=tuple(dimension.kind for dimension in chosen),
+        combinations=tuple(product(*(sorted(d.keys) for d in chosen))),
+        rest=tuple((d.kind, d.keys) for d in anchors[len(chosen) :]),
+    )
+
+
+def _has_all(
+    rest: tuple[Requirement, ...], anchors: Mapping[str, Sequence[str]]
+) -> bool:
+    for kind, keys in rest:
+        present = anchors.get(kind)
+        if not present or keys.isdisjoint(present):
+            return False
+    return True
 
 
 class AudienceIndex:
-    """Event keys to the ids of the active workflows that read them.
+    """Event keys and prospect anchors to the ids of the active workflows.
 
     Not thread-safe; the matcher uses it from its event loop only.
     """
@@ -170,6 +98,8 @@ class AudienceIndex:
         self._buckets: dict[str, _Bucket] = {}
         self._entries: dict[str, ActiveWorkflow] = {}
         self._clock_sensitive: set[str] = set()
+        self._fields: Counter[Field] = Counter()
+        self._rest: dict[str, tuple[Requirement, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -184,20 +114,25 @@ class AudienceIndex:
         return list(self._entries.values())
 
     def clock_sensitive(self) -> list[ActiveWorkflow]:
-        """The workflows whose match can change with the clock alone."""
+        """The workflows whose match, or whose re-enrollment, can change with the
+        clock alone."""
         return [self._entries[wid] for wid in sorted(self._clock_sensitive)]
 
     def add(self, active: ActiveWorkflow) -> None:
         """File `active` under the keys it reads, replacing an earlier version."""
         self.remove(active.id)
         self._entries[active.id] = active
+        filing = _filing(active.anchors)
+        self._rest[active.id] = filing.rest
         for key in (*active.reads, EVERYTHING):
             bucket = self._buckets.setdefault(key, _Bucket())
-            if active.anchor is None:
+            if not filing.shape:
                 bucket.free.add(active.id)
                 continue
-            for anchor in active.anchor:
-                bucket.anchored.setdefault(anchor, set()).add(active.id)
+            bucket.shapes[filing.shape] += 1
+            for combination in filing.combinations:
+                bucket.filed.setdefault(combination, set()).add(active.id)
+        self._fields.update(d.field for d in active.anchors if d.field is not None)
         if active.clock_sensitive or active.reenroll_after():
             self._clock_sensitive.add(active.id)
 
@@ -207,35 +142,69 @@ class AudienceIndex:
         if active is None:
             return
         self._clock_sensitive.discard(workflow_id)
+        del self._rest[workflow_id]
+        self._fields.subtract(d.field for d in active.anchors if d.field is not None)
+        self._fields = +self._fields
+        filing = _filing(active.anchors)
         for key in (*active.reads, EVERYTHING):
             bucket = self._buckets[key]
             bucket.free.discard(workflow_id)
-            for anchor in active.anchor or ():
-                members = bucket.anchored.get(anchor)
+            if filing.shape:
+                bucket.shapes[filing.shape] -= 1
+                bucket.shapes = +bucket.shapes
+            for combination in filing.combinations:
+                members = bucket.filed.get(combination)
                 if members is not None:
                     members.discard(workflow_id)
                     if not members:
-                        del bucket.anchored[anchor]
-            if not bucket.free and not bucket.anchored:
+                        del bucket.filed[combination]
+            if not bucket.free and not bucket.filed:
                 del self._buckets[key]
 
-    def candidates(self, keys: Iterable[str], anchors: set[str]) -> set[str]:
-        """Ids of the workflows that read one of `keys` and whose anchor, if they
-        have one, is among the prospect's `anchors`. The key `*` stands for every
-        workflow."""
+    def reads_any(self, keys: Iterable[str]) -> bool:
+        """Whether some workflow reads one of `keys` (`*`: whether there is any)."""
+        return any(key in self._buckets for key in keys)
+
+    def keys_of(self, state: ProspectState) -> Keys:
+        """The prospect's anchor keys, for every field some workflow is anchored
+        on (see `services.matcher.anchors.prospect_keys`)."""
+        return prospect_keys(state, self._fields)
+
+    def person_keys_of(
+        self, profile: Mapping[str, Any], signal_types: Iterable[str], account: Keys
+    ) -> Keys:
+        """A person's anchor keys, from their profile, the signal types they have
+        and their account's keys (`account_keys_of`)."""
+        return person_keys(profile, signal_types, self._fields, account=account)
+
+    def account_keys_of(
+        self, profile: Mapping[str, Any] | None, signal_types: Iterable[str]
+    ) -> Keys:
+        """The anchor keys an account gives everyone at it."""
+        return account_keys(profile, signal_types, self._fields)
+
+    def candidates(
+        self, keys: Iterable[str], anchors: Mapping[str, Sequence[str]]
+    ) -> set[str]:
+        """Ids of the workflows that read one of `keys` and whose every anchor a
+        prospect with `anchors` (from `keys_of`) has: those it may match. The
+        key `*` stands for every workflow."""
         found: set[str] = set()
+        rest = self._rest
         for key in keys:
             bucket = self._buckets.get(key)
             if bucket is None:
                 continue
             found |= bucket.free
-            if len(anchors) < len(bucket.anchored):
-                for anchor in anchors:
-                    members = bucket.anchored.get(anchor)
-                    if members:
-                        found |= members
-            else:
-                for anchor, members in bucket.anchored.items():
-                    if anchor in anchors:
-                        found |= members
+            filed = bucket.filed
+            for shape in bucket.shapes:
+                present = [anchors.get(kind) for kind in shape]
+                if not all(present):
+                    continue
+                for combination in product(*present):  # type: ignore[arg-type]
+                    for workflow_id in filed.get(combination, ()):
+                        if workflow_id not in found and _has_all(
+                            rest[workflow_id], anchors
+                        ):
+                            found.add(workflow_id)
         return found

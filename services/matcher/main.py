@@ -35,10 +35,13 @@ def main() -> None:
     worker = MatcherWorker(settings, own)
     marker = own.data_dir / RUNNING_MARKER
     marker.write_text(str(os.getpid()))
+    runner = Worker(worker.app, loglevel=settings.log_level, quiet=True)
+    # Faust's terminal spinner, at WARNING and above, sets the root logger to
+    # DEBUG and filters in its handler: every debug line of faust and aiokafka
+    # (several per record) would then be formatted for nothing.
+    runner.spinner = None
     try:
-        Worker(
-            worker.app, loglevel=settings.log_level, quiet=True
-        ).execute_from_commandline()
+        runner.execute_from_commandline()
     finally:
         # Reached on a clean stop only: a SIGKILL leaves the marker behind.
         marker.unlink(missing_ok=True)

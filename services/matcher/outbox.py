@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.matcher.records import live_run_id
-from services.matcher.store import PartitionState, pair_key
+from services.matcher.store import EMITTED_UP_TO, PartitionState, pair_key
 from signalflow.contracts import Codec, DecodeError
 from signalflow.settings import Settings
 
@@ -28,8 +28,26 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 
 
+class FaustSent:
+    """Enrollments queued in faust's producer; `offsets()` waits for the broker."""
+
+    def __init__(self, outbox: FaustOutbox, futures: list[Awaitable[Any]]) -> None:
+        self._outbox = outbox
+        self._futures = futures
+
+    async def offsets(self) -> list[int]:
+        """The offsets once the broker acknowledged every enrollment; raises what
+        the producer raises for one it could not deliver."""
+        offsets = [int((await future).offset) for future in self._futures]
+        self._outbox.acknowledged += len(offsets)
+        return offsets
+
+
 class FaustOutbox:
-    """Sends enrollments and status reports through the worker's producer."""
+    """Sends enrollments and status reports through the worker's producer.
+
+    `acknowledged` counts the enrollments the broker acknowledged.
+    """
 
     def __init__(
         self, codec: Codec, *, enrollments: faust.TopicT, status: faust.TopicT
@@ -37,24 +55,23 @@ class FaustOutbox:
         self._codec = codec
         self._enrollments = enrollments
         self._status = status
-        self.sent = 0
+        self.acknowledged = 0
 
     async def send_enrollments(
         self, partition: int, records: Sequence[Json]
-    ) -> list[int]:
-        """Send to `partition`; returns the offsets once all are acknowledged."""
-        pending = []
+    ) -> FaustSent:
+        """Queue the enrollments for `partition`, in order; returns before the
+        broker acknowledges them."""
+        futures = []
         for record in records:
-            pending.append(
+            futures.append(
                 await self._enrollments.send(
                     key=record["account_key"].encode(),
                     value=self._codec.encode("enrollment", record),
                     partition=partition,
                 )
             )
-        offsets = [int((await future).offset) for future in pending]
-        self.sent += len(offsets)
-        return offsets
+        return FaustSent(self, futures)
 
     async def send_status(self, record: Json) -> None:
         key = f"{record['workflow_id']}|{record['partition']}"
@@ -113,12 +130,10 @@ async def reconcile(
 ) -> int:
     """Record the enrollments of `partition` sent after its last recorded offset.
 
-    Returns how many were missing from the tables. Must run while a record of
-    `partition` is processed (it writes the partition's tables). Raises what
-    aiokafka raises when the topic cannot be read; the record is then processed
-    again.
+    Returns how many were missing from the tables. Raises what aiokafka raises
+    when the topic cannot be read; the record is then processed again.
     """
-    recorded = state.meta.get("emitted_offset")
+    recorded = state.emitted.get(EMITTED_UP_TO)
     start = 0 if recorded is None else int(recorded) + 1
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(
@@ -158,13 +173,15 @@ def _record_sent(
     except DecodeError as error:
         log.warning("skipped an undecodable enrollment at %d: %s", offset, error)
         return False
-    current = state.meta.get("emitted_offset")
-    if current is None or offset > int(current):
-        state.meta.put("emitted_offset", offset)
     run_id = record["run_id"]
-    if state.emitted.get(run_id) is not None:
+    missing = state.emitted.get(run_id) is None
+    if missing:
+        state.emitted.put(run_id, offset)
+    current = state.emitted.get(EMITTED_UP_TO)
+    if current is None or offset > int(current):
+        state.emitted.put(EMITTED_UP_TO, offset)
+    if not missing:
         return False
-    state.emitted.put(run_id, offset)
     if record["mode"] == "LIVE":
         _record_live(state, record)
     return True

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.matcher.index import ActiveWorkflow
+from services.matcher.active import ActiveWorkflow
 from services.matcher.state import signal_refs, to_millis
 from signalflow.workflow.evaluate import ProspectState, evaluate
 

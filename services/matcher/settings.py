@@ -39,3 +39,13 @@ class MatcherSettings(BaseSettings):
     session_timeout_s: float = Field(default=30.0, gt=0)
     #: Offsets are committed at least this often (faust's commit interval).
     commit_interval_s: float = Field(default=1.0, gt=0)
+    #: What the records change is written to the tables, and the records are
+    #: acknowledged, at least this often (after every enrollment sent meanwhile
+    #: is acknowledged by the broker), ...
+    flush_interval_s: float = Field(default=0.5, gt=0)
+    #: ... or after this many records, whichever comes first. A crash makes the
+    #: records since the last write be processed again.
+    flush_records: int = Field(default=5000, ge=1)
+    #: How many decoded values each table partition keeps in memory for reading
+    #: again (people, accounts, enrollment records, ...).
+    cache_entries: int = Field(default=20_000, ge=0)

@@ -13,7 +13,10 @@ Namespaces:
 - `enrolled`: `<workflow>|<person>` -> `{"g": enrollments so far, "t": last
   enrollment (ms), "b": inside a match that must not enroll (again)}`;
 - `pending`: `<workflow>|<person>` -> `{"s": held since (ms), "a": account key}`;
-- `emitted`: run id -> offset of the enrollment in the `enrollments` topic;
+- `emitted`: run id -> offset of the enrollment in the `enrollments` topic, and
+  under `EMITTED_UP_TO` the highest offset whose run id is recorded (written
+  after the run ids it covers, into the same changelog partition, so a replica
+  that finds it also finds them);
 - `timers`: due minute (zero-padded epoch minutes) -> person keys to look at again;
 - `meta`: activations (`act:<workflow>`), run figures (`run:<workflow>`), account
   counts per run (`acap:<workflow>|<account>|<period>`), finished test runs
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 SEP = "|"
+EMITTED_UP_TO = "~up-to"
+"""The `emitted` key of the highest offset recorded (never a run id: a UUID)."""
 
 
 class KeyValue(Protocol):
@@ -36,7 +41,8 @@ class KeyValue(Protocol):
         """The value at `key`, or None."""
 
     def put(self, key: str, value: Any) -> None:
-        """Store `value` (JSON-able) at `key`."""
+        """Store `value` (JSON-able) at `key`. Within a partition's namespace,
+        writes reach the changelog in the order of their last `put`."""
 
     def delete(self, key: str) -> None:
         """Remove `key`; nothing happens when it is absent."""
@@ -55,6 +61,7 @@ class MemoryKeyValue:
         return self.items.get(key)
 
     def put(self, key: str, value: Any) -> None:
+        self.items.pop(key, None)
         self.items[key] = value
 
     def delete(self, key: str) -> None:

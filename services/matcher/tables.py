@@ -1,27 +1,39 @@
-"""The matcher's faust tables, one per namespace of `PartitionState`.
+"""The matcher's faust tables, one per namespace of `PartitionState`, written behind.
 
 Tables live in RocksDB (faust's `rocksdb://` store; faust-streaming picks the
 `rocksdict` binding for that URL when python-rocksdb is absent, as here: there is
 no `rocksdict://` scheme) and every write also goes to the table's changelog topic.
 Keys and values are bytes: keys are UTF-8 strings, values JSON.
 
-`TableView` shows one partition of a table as a `KeyValue`. Faust stores and
-changelogs a write in the partition of the record being processed, so a view may
-only be used while a record of its own partition is processed; it checks that.
-A partition's range scan reads the partition's RocksDB database directly: faust has
-no per-partition iteration, and this is the one place that relies on its store's
-layout.
+`PartitionTables` shows one partition of every table as a `PartitionState` whose
+writes wait in memory (decoded) until `write_out()`, which writes each
+namespace's changes as one RocksDB batch and sends one changelog record per
+changed key, however often the key changed meanwhile. Reads see the waiting
+changes first, then a bounded cache of decoded values, then RocksDB. The worker
+calls `write_out()` only once the enrollments sent meanwhile are acknowledged,
+and acknowledges the records to faust only after it (see the argument in
+`services.matcher.app`).
+
+A partition reads and writes its own RocksDB database directly and sends its
+changelog records with an explicit partition, so no faust event context is
+needed: faust keeps one database per table partition (`_db_for_partition`) and
+has no per-partition iteration, and this is the one place that relies on its
+store's layout. A `PartitionTables` may only be used while the worker owns the
+partition; the worker drops it when the partition is revoked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Iterator
+from functools import partial
+from itertools import islice
 from typing import Any
 
 import faust
-from faust.streams import current_event
-from faust.types import TableT
+from faust.types import TP, TableT
+from rocksdict import WriteBatch
 
 from services.matcher.store import PartitionState
 
@@ -45,13 +57,9 @@ ROCKSDB_OPTIONS = {
     "target_file_size_base": 16 * 1024**2,
 }
 
-
-class WrongPartitionError(RuntimeError):
-    """A table view was used while a record of another partition was processed.
-
-    A bug in the matcher, never retried: the write would land in the wrong
-    partition's store and changelog.
-    """
+_DELETED = object()
+_ABSENT = object()
+_MISSING = object()
 
 
 def make_tables(
@@ -80,53 +88,172 @@ def make_tables(
     return tables
 
 
-def partition_state(
-    tables: dict[str, TableT[Any, Any]], partition: int
-) -> PartitionState:
-    """The namespaces of one partition, over the worker's tables."""
-    views = {name: TableView(tables[name], partition) for name in NAMESPACES}
-    return PartitionState(**views)
+class PartitionTables:
+    """One partition of every table, its writes held until `write_out()`.
+
+    Args:
+        tables: the worker's tables by namespace.
+        partition: the partition number.
+        cache_entries: how many decoded values each namespace keeps for reading
+            again (the oldest go first).
+    """
+
+    def __init__(
+        self,
+        tables: dict[str, TableT[Any, Any]],
+        partition: int,
+        *,
+        cache_entries: int,
+    ) -> None:
+        self.partition = partition
+        self._views = {
+            name: BufferedView(tables[name], partition, cache_entries=cache_entries)
+            for name in NAMESPACES
+        }
+        self.state = PartitionState(**self._views)
+
+    @property
+    def pending_writes(self) -> int:
+        """How many keys have changes not written out yet."""
+        return sum(view.pending_writes for view in self._views.values())
+
+    async def write_out(self) -> int:
+        """Write every waiting change to RocksDB and hand it to the producer for
+        the changelog (faust's commit flushes the producer before it commits
+        offsets). Returns how many keys were written."""
+        written = 0
+        for view in self._views.values():
+            written += await view.write_out()
+        return written
 
 
-class TableView:
-    """One partition of a faust table as a `KeyValue` of JSON values."""
+class BufferedView:
+    """One partition of one table as a `KeyValue` of JSON values, written behind."""
 
-    def __init__(self, table: TableT[Any, Any], partition: int) -> None:
+    def __init__(
+        self, table: TableT[Any, Any], partition: int, *, cache_entries: int
+    ) -> None:
         self._table = table
         self._partition = partition
+        self._cache_entries = cache_entries
+        self._dirty: dict[str, Any] = {}
+        self._clean: dict[str, Any] = {}
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._dirty)
 
     def get(self, key: str) -> Any | None:
-        self._check_partition()
-        raw = self._table.get(key.encode())
-        return None if raw is None else json.loads(raw)
+        value = self._dirty.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._clean.get(key, _MISSING)
+        if value is _MISSING:
+            raw = self._database().get(key.encode())
+            value = _ABSENT if raw is None else json.loads(raw)
+            self._remember(key, value)
+        return None if value is _DELETED or value is _ABSENT else value
 
     def put(self, key: str, value: Any) -> None:
-        self._check_partition()
-        self._table[key.encode()] = json.dumps(value, separators=(",", ":")).encode()
+        # Moved to the end: the changelog gets the keys in the order of their
+        # last write (see `store.EMITTED_UP_TO`).
+        self._dirty.pop(key, None)
+        self._dirty[key] = value
 
     def delete(self, key: str) -> None:
-        self._check_partition()
-        encoded = key.encode()
-        if self._table.get(encoded) is not None:
-            del self._table[encoded]
+        if self.get(key) is not None:
+            self._dirty.pop(key, None)
+            self._dirty[key] = _DELETED
 
     def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        self._check_partition()
-        store: Any = self._table.data
-        database = store._db_for_partition(self._partition)
+        """The keys starting with `prefix` in key order, changes included; read
+        at once, so the caller may write while it iterates."""
+        found: dict[str, Any] = {}
         start = prefix.encode()
-        for raw_key, raw_value in database.items(from_key=start):
+        for raw_key, raw_value in self._database().items(from_key=start):
             if raw_key == OFFSET_KEY:
                 continue
             if not raw_key.startswith(start):
                 break
-            yield raw_key.decode(), json.loads(raw_value)
+            key = raw_key.decode()
+            cached = self._clean.get(key, _MISSING)
+            found[key] = json.loads(raw_value) if cached is _MISSING else cached
+        for key, value in self._dirty.items():
+            if not key.startswith(prefix):
+                continue
+            if value is _DELETED:
+                found.pop(key, None)
+            else:
+                found[key] = value
+        return iter(sorted(found.items()))
 
-    def _check_partition(self) -> None:
-        event = current_event()
-        partition = event.message.partition if event is not None else None
-        if partition != self._partition:
-            raise WrongPartitionError(
-                f"expected to process a record of partition {self._partition}, "
-                f"got {partition!r}"
+    async def write_out(self) -> int:
+        """Write the changes as one RocksDB batch, then hand them to the producer
+        for the changelog; returns how many keys changed.
+
+        The records go straight to the producer, not through faust's buffer for
+        table writes, whose flush may return before the buffer is empty; the
+        producer's own flush, which faust's commit waits for, covers them.
+        The changelog records of one key keep their order: one partition, one
+        producer.
+        """
+        if not self._dirty:
+            return 0
+        changes, self._dirty = self._dirty, {}
+        encoded = [(key.encode(), _encode(value)) for key, value in changes.items()]
+        batch = WriteBatch(raw_mode=True)
+        for raw_key, raw_value in encoded:
+            if raw_value is None:
+                batch.delete(raw_key)
+            else:
+                batch.put(raw_key, raw_value)
+        self._database().write(batch)
+        await self._send_changelog(encoded)
+        for key, value in changes.items():
+            self._remember(key, _ABSENT if value is _DELETED else value)
+        return len(encoded)
+
+    async def _send_changelog(self, encoded: list[tuple[bytes, bytes | None]]) -> None:
+        """Hand the records to the app's producer with an explicit partition.
+
+        Straight to the producer, past faust's per-message topic machinery;
+        faust's own table writes record each delivered offset in RocksDB (its
+        recovery after a clean restart reads the changelog from there), and
+        here the last record of the batch records it for all.
+        """
+        table: Any = self._table
+        topic = table.changelog_topic.get_topic_name()
+        producer = table.app.producer
+        delivered = None
+        for raw_key, raw_value in encoded:
+            delivered = await producer.send(
+                topic, raw_key, raw_value, self._partition, None, None
             )
+        if delivered is not None:
+            tp = TP(topic, self._partition)
+            delivered.add_done_callback(partial(self._persist_offset, tp))
+
+    def _persist_offset(self, tp: TP, delivered: asyncio.Future[Any]) -> None:
+        if delivered.cancelled() or delivered.exception() is not None:
+            return  # the worker stops on a failed write; nothing to record
+        store: Any = self._table.data
+        store.set_persisted_offset(tp, delivered.result().offset)
+
+    def _remember(self, key: str, value: Any) -> None:
+        clean = self._clean
+        clean.pop(key, None)
+        clean[key] = value
+        excess = len(clean) - self._cache_entries
+        if excess > 0:
+            # Evict a tenth at a time, so eviction is not paid on every read.
+            for old in list(islice(clean, excess + self._cache_entries // 10)):
+                del clean[old]
+
+    def _database(self) -> Any:
+        store: Any = self._table.data
+        return store._db_for_partition(self._partition)
+
+
+def _encode(value: Any) -> bytes | None:
+    if value is _DELETED:
+        return None
+    return json.dumps(value, separators=(",", ":")).encode()

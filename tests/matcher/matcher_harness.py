@@ -1,16 +1,18 @@
 """A partition matcher on in-memory state, a test clock and the real Redis.
 
 Fakes sit at the matcher's own seams only: definitions come from a dict, and the
-outbox keeps what would be sent (numbering offsets like a partition would).
+outbox keeps what would be sent (numbering offsets like a partition would). Each
+helper settles the matcher after its record, as the worker does before it writes
+a batch out.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as redis
 
@@ -23,6 +25,7 @@ from services.matcher.store import PartitionState
 from signalflow.workflow import Audience, Workflow
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -52,6 +55,16 @@ class Definitions:
         return dict(self.saved)
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """Enrollments the recording outbox has kept, acknowledged at once."""
+
+    numbers: list[int]
+
+    async def offsets(self) -> list[int]:
+        return list(self.numbers)
+
+
 @dataclass
 class RecordingOutbox:
     """Keeps what the matcher sends, numbering enrollments like a partition."""
@@ -61,10 +74,10 @@ class RecordingOutbox:
 
     async def send_enrollments(
         self, partition: int, records: Sequence[Json]
-    ) -> list[int]:
+    ) -> Delivered:
         first = len(self.enrollments)
         self.enrollments.extend(records)
-        return list(range(first, first + len(records)))
+        return Delivered(list(range(first, first + len(records))))
 
     async def send_status(self, record: Json) -> None:
         self.statuses.append(record)
@@ -142,17 +155,19 @@ class Harness:
     ) -> str:
         self._commands += 1
         command_id = command_id or f"cmd-{uuid.uuid4().hex[:8]}"
-        await self.matcher.on_control(
-            {
-                "command_id": command_id,
-                "kind": kind,
-                "workflow_id": workflow_id,
-                "workflow_version": version,
-                "execution_timing": timing,
-                "limit": limit,
-                "issued_at": self.clock.now(),
-                "partition_count": 1,
-            }
+        await self.settled(
+            self.matcher.on_control(
+                {
+                    "command_id": command_id,
+                    "kind": kind,
+                    "workflow_id": workflow_id,
+                    "workflow_version": version,
+                    "execution_timing": timing,
+                    "limit": limit,
+                    "issued_at": self.clock.now(),
+                    "partition_count": 1,
+                }
+            )
         )
         return command_id
 
@@ -181,19 +196,21 @@ class Harness:
         deleted: bool = False,
         **fields: Any,
     ) -> None:
-        await self.matcher.on_profile(
-            {
-                "key": key,
-                "kind": "PERSON",
-                "account_key": account,
-                "updated_at": updated or self.clock.now(),
-                "deleted": deleted,
-                "email": email,
-                "owner": owner,
-                "past_owners": [],
-                "last_activity_at": last_activity,
-                "fields": fields,
-            }
+        await self.settled(
+            self.matcher.on_profile(
+                {
+                    "key": key,
+                    "kind": "PERSON",
+                    "account_key": account,
+                    "updated_at": updated or self.clock.now(),
+                    "deleted": deleted,
+                    "email": email,
+                    "owner": owner,
+                    "past_owners": [],
+                    "last_activity_at": last_activity,
+                    "fields": fields,
+                }
+            )
         )
 
     async def account(
@@ -204,19 +221,21 @@ class Harness:
         updated: datetime | None = None,
         **fields: Any,
     ) -> None:
-        await self.matcher.on_profile(
-            {
-                "key": key,
-                "kind": "ACCOUNT",
-                "account_key": key,
-                "updated_at": updated or self.clock.now(),
-                "deleted": False,
-                "email": None,
-                "owner": owner,
-                "past_owners": [],
-                "last_activity_at": None,
-                "fields": fields,
-            }
+        await self.settled(
+            self.matcher.on_profile(
+                {
+                    "key": key,
+                    "kind": "ACCOUNT",
+                    "account_key": key,
+                    "updated_at": updated or self.clock.now(),
+                    "deleted": False,
+                    "email": None,
+                    "owner": owner,
+                    "past_owners": [],
+                    "last_activity_at": None,
+                    "fields": fields,
+                }
+            )
         )
 
     async def signal(
@@ -230,20 +249,28 @@ class Harness:
         **attributes: str,
     ) -> bool:
         self._signals += 1
-        return await self.matcher.on_signal(
-            {
-                "signal_id": signal_id or f"s{self._signals}",
-                "type": kind,
-                "scope": "PERSON" if person else "COMPANY",
-                "account_key": account,
-                "person_key": person,
-                "occurred_at": at or self.clock.now(),
-                "source": "test",
-                "attributes": attributes,
-            }
+        return await self.settled(
+            self.matcher.on_signal(
+                {
+                    "signal_id": signal_id or f"s{self._signals}",
+                    "type": kind,
+                    "scope": "PERSON" if person else "COMPANY",
+                    "account_key": account,
+                    "person_key": person,
+                    "occurred_at": at or self.clock.now(),
+                    "source": "test",
+                    "attributes": attributes,
+                }
+            )
         )
 
     async def tick(self, advance: timedelta | None = None) -> None:
         if advance is not None:
             self.clock.advance(advance)
-        await self.matcher.on_tick()
+        await self.settled(self.matcher.on_tick())
+
+    async def settled(self, step: Awaitable[T]) -> T:
+        """Run one record's step, then settle its enrollments."""
+        result = await step
+        await self.matcher.settle()
+        return result

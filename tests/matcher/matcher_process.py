@@ -42,6 +42,8 @@ class MatcherProcess:
         data_dir: Path,
         *,
         tick_interval_s: float = 1.0,
+        session_timeout_s: float = 15.0,
+        flush_interval_s: float = 0.5,
         clock_file: Path | None = None,
         log_path: Path | None = None,
     ) -> None:
@@ -49,6 +51,8 @@ class MatcherProcess:
         self.data_dir = data_dir
         self.port = free_port_block(1)
         self.tick_interval_s = tick_interval_s
+        self.session_timeout_s = session_timeout_s
+        self.flush_interval_s = flush_interval_s
         self.clock_file = clock_file
         self.log_path = log_path or data_dir.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
@@ -67,7 +71,8 @@ class MatcherProcess:
                 "SIGNALFLOW_MATCHER_TICK_INTERVAL_S": str(self.tick_interval_s),
                 "SIGNALFLOW_MATCHER_STATUS_INTERVAL_S": "5",
                 "SIGNALFLOW_MATCHER_COMMIT_INTERVAL_S": "0.5",
-                "SIGNALFLOW_MATCHER_SESSION_TIMEOUT_S": "15",
+                "SIGNALFLOW_MATCHER_SESSION_TIMEOUT_S": str(self.session_timeout_s),
+                "SIGNALFLOW_MATCHER_FLUSH_INTERVAL_S": str(self.flush_interval_s),
             }
         )
         if self.clock_file is not None:
@@ -105,6 +110,37 @@ class MatcherProcess:
         raise TimeoutError(
             f"matcher did not own {minimum} partitions; see {self.log_path}"
         )
+
+    def done(self, kind: str) -> int:
+        """How many records of input `kind` the replica has written out."""
+        report = self.health() or {}
+        return int(report.get("done", {}).get(kind, 0))
+
+    def wait_done(self, kind: str, count: int, timeout_s: float = 60.0) -> None:
+        """Wait until the replica has written out `count` records of `kind`."""
+        deadline = time.monotonic() + timeout_s
+        while self.done(kind) < count:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"matcher did not write out {count} {kind}; see {self.log_path}"
+                )
+            time.sleep(0.2)
+
+    def wait_settled(self, kind: str, quiet_s: float = 2.0) -> int:
+        """Wait until the count of `kind` written out stops changing for
+        `quiet_s` (the replica caught up); returns it."""
+        count, since = self.done(kind), time.monotonic()
+        deadline = since + READY_TIMEOUT_S
+        while time.monotonic() - since < quiet_s:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"matcher never caught up; see {self.log_path}")
+            time.sleep(0.2)
+            latest = self.done(kind)
+            if latest != count:
+                count, since = latest, time.monotonic()
+        return count
 
     def wait_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> Json:
         deadline = time.monotonic() + timeout_s
