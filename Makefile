@@ -46,10 +46,11 @@ demo: install
 bench: install
 	@shopt -s nullglob; benches=(bench/*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks in bench/" >&2; exit 1; fi; \
-	for bench in "$${benches[@]}"; do \
-		echo "== $$bench"; \
-		$(BIN)/python "$$bench"; \
-	done
+	failed=0; for bench in "$${benches[@]}"; do \
+		module=$${bench%.py}; module=$${module//\//.}; \
+		echo "== $$module"; \
+		$(BIN)/python -m "$$module" || failed=1; \
+	done; exit $$failed
 
 lint: install
 	$(BIN)/ruff check $(LINTED)
