@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Message
 
-from signalflow.kafka.clients import make_producer
+from signalflow.kafka.clients import make_producer, partition_for
 from signalflow.settings import Settings
 from signalflow.topics import Topics
 
@@ -26,3 +26,10 @@ def test_keys_land_where_aiokafka_puts_them(settings: Settings, topics: Topics) 
     partitions = list(range(settings.default_partitions))
     expected = {key: DefaultPartitioner()(key, partitions, partitions) for key in keys}
     assert landed == expected
+
+
+def test_partition_for_agrees_with_the_partitioner() -> None:
+    partitions = list(range(7))
+    for index in range(200):
+        key = f"acc-{index}".encode()
+        assert partition_for(key, 7) == DefaultPartitioner()(key, partitions, partitions)

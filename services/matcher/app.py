@@ -4,13 +4,18 @@ Data flow. Signals are keyed by account and read as they are. Profiles are keyed
 by person or account; `repartition_profiles` re-keys each by its account into the
 internal topic `<app id>-profiles-by-account` (once, with faust's producer, whose
 partitioner is Kafka's murmur2 like the Java client's), so a partition number
-means the same accounts on every input. One agent, `match`, reads signals,
-re-keyed profiles, control commands and the internal ticks topic, and hands each
-record to the `PartitionMatcher` of its partition. Faust's assignor gives a worker
-the same partition numbers of all these co-partitioned topics and of the tables'
-changelogs. A faust timer sends a tick to every partition the worker owns; the tick
-is processed like any record, so time-driven work (timers, scheduled runs, status)
-is ordered with the partition's other records and batched with them.
+means the same accounts on every input. It remembers each person's home (the
+`homes` table) and sends the profile of a person who moved to an account of
+another partition to the old one, which hands the person over, with their
+history, through the internal topic `<app id>-handovers`
+(`services.matcher.routing`). One agent, `match`, reads signals, re-keyed
+profiles, handovers, control commands and the internal ticks topic, and hands
+each record to the `PartitionMatcher` of its partition. Faust's assignor gives a
+worker the same partition numbers of all these co-partitioned topics and of the
+tables' changelogs. A faust timer sends a tick to every partition the worker
+owns; the tick is processed like any record, so time-driven work (timers,
+scheduled runs, status) is ordered with the partition's other records and
+batched with them.
 
 Exactly once across SIGKILL, restarts and rebalances. What a record changes is
 held in memory, and the record is acknowledged to faust only when its batch is
@@ -79,8 +84,9 @@ from services.matcher.clock import Clock, FileClock, SystemClock
 from services.matcher.engine import PartitionMatcher
 from services.matcher.limits import SharedLimits
 from services.matcher.outbox import DeadLetterSender, FaustOutbox, reconcile
+from services.matcher.routing import route
 from services.matcher.settings import MatcherSettings
-from services.matcher.tables import PartitionTables, make_tables
+from services.matcher.tables import PartitionTables, make_homes_table, make_tables
 from signalflow.contracts import Codec, ContractError
 from signalflow.contracts.inputs import validate_profile, validate_signal
 from signalflow.definitions import DefinitionLog
@@ -104,6 +110,7 @@ def internal_topic_names(settings: Settings) -> dict[str, str]:
     return {
         "ticks": f"{base}-ticks",
         "profiles_by_account": f"{base}-profiles-by-account",
+        "handovers": f"{base}-handovers",
     }
 
 
@@ -189,34 +196,31 @@ class MatcherWorker:
         self.control_topic = self.topics.name("control")
         self.ticks_topic = names["ticks"]
         self.by_account_topic = names["profiles_by_account"]
+        self.handovers_topic = names["handovers"]
         self.profiles = app.topic(self.topics.name("profiles"), **raw)
         self.by_account = app.topic(self.by_account_topic, **raw)
         self.ticks = app.topic(self.ticks_topic, **raw)
-        self.inputs = app.topic(
+        sources = (
             self.signals_topic,
             self.by_account_topic,
             self.control_topic,
             self.ticks_topic,
-            **raw,
+            self.handovers_topic,
         )
+        self.inputs = app.topic(*sources, **raw)
         self.enrollments_topic = self.topics.name("enrollments")
         self.outbox = FaustOutbox(
             self.codec,
             enrollments=app.topic(self.enrollments_topic, **raw),
             status=app.topic(self.topics.name("matcher-status"), **raw),
+            handovers=app.topic(self.handovers_topic, **raw),
         )
         self.dead_letters = DeadLetterSender(
             self.codec, app.topic(self.topics.name("dead-letters"), **raw)
         )
-        self.tables = make_tables(
-            app,
-            partitions=self.partitions,
-            sources=(
-                self.signals_topic,
-                self.by_account_topic,
-                self.control_topic,
-                self.ticks_topic,
-            ),
+        self.tables = make_tables(app, partitions=self.partitions, sources=sources)
+        self.homes = make_homes_table(
+            app, partitions=self.partitions, source=self.profiles.get_topic_name()
         )
         app.agent(self.profiles, name="repartition_profiles")(self._repartition)
         app.agent(self.inputs, name="match")(self._match)
@@ -258,12 +262,13 @@ class MatcherWorker:
         tables = PartitionTables(
             self.tables, partition, cache_entries=self.own.cache_entries
         )
-        await reconcile(
+        found = await reconcile(
             self.settings, self.codec, self.enrollments_topic, partition, tables.state
         )
         matcher = PartitionMatcher(
             partition,
             tables.state,
+            partitions=self.partitions,
             catalog=catalog,
             limits=limits,
             outbox=self.outbox,
@@ -271,6 +276,7 @@ class MatcherWorker:
             settings=self.own,
         )
         await matcher.load()
+        matcher.recover(found)
         owned = OwnedPartition(matcher, tables)
         self.batcher.partitions[partition] = owned
         return owned
@@ -326,9 +332,28 @@ class MatcherWorker:
             except ContractError as error:
                 await self.dead_letters.send(event.message, str(error))
                 continue
-            await self.by_account.send(
-                key=record["account_key"].encode(), value=event.value
-            )
+            if record["kind"] == "ACCOUNT":
+                await self.by_account.send(
+                    key=record["account_key"].encode(), value=event.value
+                )
+            else:
+                await self._route_person(record, event.value)
+
+    async def _route_person(self, record: dict[str, Any], value: bytes) -> None:
+        """Send a person's profile where `services.matcher.routing` says, and
+        remember their home (in the profiles partition's `homes` table)."""
+        key = record["key"].encode()
+        stored = self.homes.get(key)
+        home = json.loads(stored) if stored is not None else None
+        way = route(record, home, self.partitions)
+        delivery = await self.by_account.send(key=way.account_key.encode(), value=value)
+        if way.moves:
+            await delivery
+        if way.home is None:
+            if stored is not None:
+                del self.homes[key]
+        elif way.home != home:
+            self.homes[key] = json.dumps(way.home).encode()
 
     async def _match(self, stream: faust.StreamT[bytes]) -> None:
         # Records are acknowledged by the batcher, once written out.
@@ -362,6 +387,8 @@ class MatcherWorker:
             await matcher.on_control(self.codec.decode("control", value))
         elif topic == self.ticks_topic:
             await matcher.on_tick()
+        elif topic == self.handovers_topic:
+            await matcher.on_handover(self.codec.decode("person_handover", value))
         else:
             raise ValueError(f"expected one of the matcher's inputs, got {topic!r}")
 
@@ -387,6 +414,7 @@ class MatcherWorker:
             self.by_account_topic: "profiles",
             self.control_topic: "control",
             self.ticks_topic: "ticks",
+            self.handovers_topic: "handovers",
         }
         return names.get(topic, topic)
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -73,6 +73,7 @@ from services.matcher.store import (
     pair_key,
     split_pair,
 )
+from signalflow.kafka.clients import partition_for
 from signalflow.workflow.evaluate import ProspectState, SignalFact
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,11 @@ class Outbox(Protocol):
 
     async def send_status(self, record: Json) -> None:
         """Send one `matcher_status` record."""
+
+    async def send_handover(self, record: Json) -> Awaitable[Any]:
+        """Hand one `person_handover` record to the producer, for the partition
+        of the account the person moved to; returns once it is queued, with what
+        to await for the broker's acknowledgement."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ class PartitionMatcher:
 
     Args:
         partition: the partition number; enrollments go to the same partition.
+        partitions: how many partitions the inputs have, to tell which accounts
+            belong here.
         state: the partition's namespaces.
         catalog: compiled workflows and the index, shared by the partitions.
         limits: the caps shared with other replicas (Redis).
@@ -191,6 +199,7 @@ class PartitionMatcher:
         partition: int,
         state: PartitionState,
         *,
+        partitions: int,
         catalog: Catalog,
         limits: SharedLimits,
         outbox: Outbox,
@@ -198,6 +207,7 @@ class PartitionMatcher:
         settings: MatcherSettings,
     ) -> None:
         self.partition = partition
+        self.partitions = partitions
         self.state = state
         self.catalog = catalog
         self.limits = limits
@@ -218,6 +228,7 @@ class PartitionMatcher:
         self._scheduled: set[str] = set()
         self._day_seen: str | None = None
         self._unsettled: list[tuple[list[str], Sent]] = []
+        self._handed_over: list[Awaitable[Any]] = []
 
     # ------------------------------------------------------------------ start
 
@@ -301,7 +312,9 @@ class PartitionMatcher:
     # --------------------------------------------------------------- profiles
 
     async def on_profile(self, record: Json) -> None:
-        """Apply a validated profile record and evaluate who it concerns."""
+        """Apply a validated profile record and evaluate who it concerns. A
+        person's profile naming an account of another partition hands the person
+        over to it (`_hand_over`)."""
         now = self.clock.now()
         profile = stored_profile(record)
         if profile["kind"] == "ACCOUNT":
@@ -340,7 +353,10 @@ class PartitionMatcher:
     async def _person_profile(self, profile: Json, now: datetime) -> None:
         person_key, account_key = profile["key"], profile["account_key"]
         if profile["deleted"]:
-            self._forget_person(person_key)
+            self._forget_person(person_key, expired=True)
+            return
+        if partition_for(account_key.encode(), self.partitions) != self.partition:
+            await self._hand_over(profile)
             return
         person = self._person(person_key)
         before = person.profile
@@ -365,7 +381,9 @@ class PartitionMatcher:
             [person_key], keys, account_key, now=now, replaced=replaced
         )
 
-    def _forget_person(self, person_key: str) -> None:
+    def _forget_person(self, person_key: str, *, expired: bool) -> None:
+        """Drop a person from this partition, with their pending matches
+        (counted as expired when `expired`)."""
         person = self.state.people.get(person_key)
         if person is None:
             return
@@ -376,8 +394,100 @@ class PartitionMatcher:
         for workflow_id in self.active:
             key = pair_key(workflow_id, person_key)
             if self.state.pending.get(key) is not None:
-                self._drop_pending(workflow_id, key, expired=True)
+                self._drop_pending(workflow_id, key, expired=expired)
         self._write_figures()
+
+    # -------------------------------------------------------------- handovers
+
+    async def _hand_over(self, profile: Json) -> None:
+        """Pass a person who moved to an account of another partition on to it.
+
+        The repartitioner sends such a profile here, where the person was, and
+        not to the new account: this partition sends it on with the person's
+        signals and enrollment history, then forgets the person, so the new
+        partition knows whom it takes up before it evaluates them. An older
+        profile than the one kept moves nobody. `settle()` waits for the
+        handover's acknowledgement, so the tables never forget a person the
+        other partition may not have been told about.
+        """
+        person_key = profile["key"]
+        person = self._person(person_key)
+        kept = person.profile
+        if kept is not None and kept["updated_at"] > profile["updated_at"]:
+            return
+        history = self._history_of(person_key)
+        record = {
+            "profile": profile,
+            "signals": person.kept_signals(),
+            "enrollments": history,
+        }
+        self._handed_over.append(await self.outbox.send_handover(record))
+        for workflow_id in history:
+            self.state.enrolled.delete(pair_key(workflow_id, person_key))
+        self._forget_person(person_key, expired=False)
+        log.info(
+            "partition %d handed %s over to the partition of %s",
+            self.partition,
+            person_key,
+            profile["account_key"],
+        )
+
+    def _history_of(self, person_key: str) -> dict[str, Json]:
+        """How the person entered each workflow ever activated here."""
+        history: dict[str, Json] = {}
+        for key, _ in self.state.meta.scan("act:"):
+            workflow_id = key.removeprefix("act:")
+            record = self.state.enrolled.get(pair_key(workflow_id, person_key))
+            if record is not None:
+                history[workflow_id] = {
+                    "count": int(record.get("g", 0)),
+                    "last_at": record.get("t"),
+                    "in_match": bool(record.get("b")),
+                }
+        return history
+
+    async def on_handover(self, record: Json) -> None:
+        """Take up a person handed over by the partition they moved from: merge
+        their signals and enrollment history into what this partition knows,
+        then apply their profile (or, when a newer one came first, evaluate them
+        again with what was merged)."""
+        now = self.clock.now()
+        now_ms = to_millis(now) or 0
+        profile = stored_profile(record["profile"])
+        person_key = profile["key"]
+        person = self._person(person_key)
+        for kind, occurrences in record["signals"].items():
+            for occurrence in occurrences:
+                person.apply_signal(
+                    occurrence["signal_id"],
+                    kind,
+                    to_millis(occurrence["occurred_at"]) or 0,
+                    occurrence["attributes"],
+                    limits=self._signal_limits,
+                    now_ms=now_ms,
+                )
+        for workflow_id, history in record["enrollments"].items():
+            self._merge_history(pair_key(workflow_id, person_key), history)
+        kept = person.profile
+        if kept is None or kept["updated_at"] <= profile["updated_at"]:
+            self.state.people.put(person_key, person.data)
+            await self._person_profile(profile, now)
+            return
+        self.state.people.put(person_key, person.data)
+        account_key = person.account_key or profile["account_key"]
+        await self._evaluate([person_key], {EVERYTHING}, account_key, now=now)
+
+    def _merge_history(self, key: str, history: Json) -> None:
+        mine = self.state.enrolled.get(key) or {"g": 0, "t": None, "b": False}
+        last = [at for at in (mine.get("t"), to_millis(history["last_at"])) if at]
+        self.state.enrolled.put(
+            key,
+            {
+                "g": max(int(mine.get("g", 0)), int(history["count"])),
+                "t": max(last) if last else None,
+                "b": bool(mine.get("b")) or bool(history["in_match"]),
+            },
+        )
 
     # ------------------------------------------------------------- evaluation
 
@@ -544,7 +654,14 @@ class PartitionMatcher:
         await self._send(planned)
         for item in planned:
             if item.candidate is not None:
-                self._record_enrollment(item.candidate, item.period, now)
+                candidate = item.candidate
+                self._record_enrollment(
+                    candidate.active,
+                    candidate.person_key,
+                    candidate.account_key,
+                    item.period,
+                    now,
+                )
         return len(planned)
 
     async def _claim(
@@ -615,14 +732,18 @@ class PartitionMatcher:
         log.debug("partition %d sent %d enrollments", self.partition, len(fresh))
 
     async def settle(self) -> int:
-        """Wait until the broker acknowledged every enrollment sent so far, and
-        record their offsets; returns how many there were.
+        """Wait until the broker acknowledged every handover and enrollment sent
+        so far, and record the enrollments' offsets; returns how many
+        enrollments there were.
 
         Raises what the outbox raises when one could not be delivered; the
         partition's state then holds enrollments that may not exist, and must
         not be written out (the worker stops, and the records are processed
         again).
         """
+        handed_over, self._handed_over = self._handed_over, []
+        for delivery in handed_over:
+            await delivery
         unsettled, self._unsettled = self._unsettled, []
         highest = -1
         count = 0
@@ -642,22 +763,64 @@ class PartitionMatcher:
             self.state.emitted.put(EMITTED_UP_TO, offset)
 
     def _record_enrollment(
-        self, candidate: Candidate, period: str, now: datetime
+        self,
+        active: ActiveWorkflow,
+        person_key: str,
+        account_key: str,
+        period: str,
+        now: datetime,
     ) -> None:
-        active = candidate.active
-        key = pair_key(active.id, candidate.person_key)
+        key = pair_key(active.id, person_key)
         record = self.state.enrolled.get(key) or {"g": 0}
         record = {"g": int(record.get("g", 0)) + 1, "t": to_millis(now), "b": True}
         self.state.enrolled.put(key, record)
         if self.state.pending.get(key) is not None:
             self._drop_pending(active.id, key, expired=False)
         if active.workflow.limits.max_per_account is not None:
-            cap_key = f"{active.id}{SEP}{candidate.account_key}"
+            cap_key = f"{active.id}{SEP}{account_key}"
             count = self._account_count(cap_key, period)
             self.state.meta.put(f"acap:{cap_key}", {"p": period, "n": count + 1})
         figures = self._figures_of(active.id)
         figures["enrolled_total"] = figures.get("enrolled_total", 0) + 1
         self._dirty_figures.add(active.id)
+
+    def recover(self, found: Sequence[Json]) -> None:
+        """Apply live enrollments that were sent and acknowledged just before a
+        crash, found in the topic but not in the tables, as if their
+        acknowledgement had just come: the person enrolled, their pending
+        match, the account's count for the run and the figures.
+
+        `services.matcher.outbox.reconcile` finds them (and records their run
+        ids) when the partition is taken up; call this after `load()`, before
+        the first record.
+        """
+        for record in found:
+            workflow_id, person_key = record["workflow_id"], record["person_key"]
+            key = pair_key(workflow_id, person_key)
+            epoch = int((self.state.enrolled.get(key) or {}).get("g", 0)) + 1
+            if live_run_id(workflow_id, person_key, epoch) != record["run_id"]:
+                continue  # an earlier enrollment, recorded already
+            at = _from_ms(to_millis(record["enrolled_at"]) or 0)
+            active = self.active.get(workflow_id)
+            if active is None:  # paused since: only who enrolled matters
+                enrolled = {"g": epoch, "t": to_millis(at), "b": True}
+                self.state.enrolled.put(key, enrolled)
+                self.state.pending.delete(key)
+                continue
+            period = self._period_of(active, at)
+            self._record_enrollment(
+                active, person_key, record["account_key"], period, at
+            )
+        self._write_figures()
+
+    def _period_of(self, active: ActiveWorkflow, at: datetime) -> str:
+        """The run an enrollment made at `at` belonged to: the realtime day, or
+        the scheduled run that was due (its next run is not advanced before the
+        run is written out)."""
+        due = self._figures_of(active.id).get("next_run_at")
+        if active.scheduled and due is not None and int(due) <= (to_millis(at) or 0):
+            return _from_ms(int(due)).isoformat()
+        return _day(at)
 
     # ---------------------------------------------------------------- pending
 

@@ -1,11 +1,12 @@
 """What the worker sends, and how a partition catches up with what it sent.
 
-`FaustOutbox` sends enrollments to the same partition number of the `enrollments`
-topic as the matcher partition that decided them, so a partition's enrollments
-are all in one place, written by one owner at a time. `reconcile()` reads that
-place from the last offset the partition recorded to the end, and records every
-enrollment found there that its tables lack (see the argument in
-`services.matcher.app`).
+`FaustOutbox` sends status reports, handovers of people who moved to another
+partition's account, and enrollments. Enrollments go to the same partition
+number of the `enrollments` topic as the matcher partition that decided them, so
+a partition's enrollments are all in one place, written by one owner at a time.
+`reconcile()` reads that place from the last offset the partition recorded to
+the end, and records every enrollment found there that its tables lack (see the
+argument in `services.matcher.app`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.matcher.records import live_run_id
-from services.matcher.store import EMITTED_UP_TO, PartitionState, pair_key
+from services.matcher.store import EMITTED_UP_TO, PartitionState
 from signalflow.contracts import Codec, DecodeError
 from signalflow.settings import Settings
 
@@ -50,11 +50,17 @@ class FaustOutbox:
     """
 
     def __init__(
-        self, codec: Codec, *, enrollments: faust.TopicT, status: faust.TopicT
+        self,
+        codec: Codec,
+        *,
+        enrollments: faust.TopicT,
+        status: faust.TopicT,
+        handovers: faust.TopicT,
     ) -> None:
         self._codec = codec
         self._enrollments = enrollments
         self._status = status
+        self._handovers = handovers
         self.acknowledged = 0
 
     async def send_enrollments(
@@ -78,6 +84,15 @@ class FaustOutbox:
         await self._status.send(
             key=key.encode(), value=self._codec.encode("matcher_status", record)
         )
+
+    async def send_handover(self, record: Json) -> Awaitable[Any]:
+        """Queue a moved person's handover, keyed by their new account; returns
+        the future of its acknowledgement."""
+        delivery: Awaitable[Any] = await self._handovers.send(
+            key=record["profile"]["account_key"].encode(),
+            value=self._codec.encode("person_handover", record),
+        )
+        return delivery
 
 
 class DeadLetterSender:
@@ -127,11 +142,13 @@ async def reconcile(
     topic: str,
     partition: int,
     state: PartitionState,
-) -> int:
-    """Record the enrollments of `partition` sent after its last recorded offset.
+) -> list[Json]:
+    """Record the run ids of the enrollments of `partition` sent after its last
+    recorded offset.
 
-    Returns how many were missing from the tables. Raises what aiokafka raises
-    when the topic cannot be read; the record is then processed again.
+    Returns the live enrollments that were missing from the tables, in order,
+    for `PartitionMatcher.recover()` to apply. Raises what aiokafka raises when
+    the topic cannot be read; the record is then processed again.
     """
     recorded = state.emitted.get(EMITTED_UP_TO)
     start = 0 if recorded is None else int(recorded) + 1
@@ -142,37 +159,40 @@ async def reconcile(
         isolation_level="read_committed",
     )
     await consumer.start()
-    missing = 0
+    missing: list[Json] = []
     try:
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         if start >= end:
-            return 0
+            return []
         consumer.seek(tp, start)
         while (await consumer.position(tp)) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
             for message in batch.get(tp, []):
-                if _record_sent(codec, state, message.value, message.offset):
-                    missing += 1
+                found = _record_sent(codec, state, message.value, message.offset)
+                if found is not None:
+                    missing.append(found)
     finally:
         await consumer.stop()
     if missing:
         log.warning(
             "partition %d: recorded %d enrollments sent before a crash",
             partition,
-            missing,
+            len(missing),
         )
     return missing
 
 
 def _record_sent(
     codec: Codec, state: PartitionState, value: bytes | None, offset: int
-) -> bool:
+) -> Json | None:
+    """Record the run id of one enrollment found in the topic; returns the
+    enrollment when it was missing from the tables and live."""
     try:
-        record = codec.decode("enrollment", value or b"")
+        record: Json = codec.decode("enrollment", value or b"")
     except DecodeError as error:
         log.warning("skipped an undecodable enrollment at %d: %s", offset, error)
-        return False
+        return None
     run_id = record["run_id"]
     missing = state.emitted.get(run_id) is None
     if missing:
@@ -180,28 +200,6 @@ def _record_sent(
     current = state.emitted.get(EMITTED_UP_TO)
     if current is None or offset > int(current):
         state.emitted.put(EMITTED_UP_TO, offset)
-    if not missing:
-        return False
-    if record["mode"] == "LIVE":
-        _record_live(state, record)
-    return True
-
-
-def _record_live(state: PartitionState, record: Json) -> None:
-    """Apply a live enrollment's effect on re-enrollment, as if just sent."""
-    key = pair_key(record["workflow_id"], record["person_key"])
-    enrolled = state.enrolled.get(key) or {"g": 0}
-    epoch = int(enrolled.get("g", 0)) + 1
-    if (
-        live_run_id(record["workflow_id"], record["person_key"], epoch)
-        != record["run_id"]
-    ):
-        return
-    enrolled_at = record["enrolled_at"]
-    millis = (
-        int(enrolled_at.timestamp() * 1000)
-        if hasattr(enrolled_at, "timestamp")
-        else int(enrolled_at)
-    )
-    state.enrolled.put(key, {"g": epoch, "t": millis, "b": True})
-    state.pending.delete(key)
+    if missing and record["mode"] == "LIVE":
+        return record
+    return None

@@ -182,6 +182,18 @@ class EntityState:
             )
         return facts
 
+    def kept_signals(self) -> dict[str, list[Json]]:
+        """The signal history as `person_handover` records carry it: per type,
+        the occurrences newest first."""
+        return {
+            kind: [
+                {"signal_id": signal_id, "occurred_at": at, "attributes": attributes}
+                for signal_id, at, attributes in entry["o"]
+            ]
+            for kind, entry in (self.data.get("signals") or {}).items()
+            if entry["o"]
+        }
+
     def signal_types(self) -> set[str]:
         return {
             kind

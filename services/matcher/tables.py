@@ -88,6 +88,23 @@ def make_tables(
     return tables
 
 
+def make_homes_table(
+    app: faust.App, *, partitions: int, source: str
+) -> TableT[Any, Any]:
+    """Declare the repartitioner's table of where each person's state lives
+    (person key -> JSON `services.matcher.routing` home), written from `source`
+    (the profiles topic), whose partition count is checked like the others'."""
+    table = app.Table(
+        "homes",
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options=dict(ROCKSDB_OPTIONS),
+    )
+    table._verified_source_topics_for_partitions.add(source)  # type: ignore[attr-defined]
+    return table
+
+
 class PartitionTables:
     """One partition of every table, its writes held until `write_out()`.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from signalflow.settings import Settings
@@ -34,6 +35,13 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
 }
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition a record with `key` lands on among `partitions`, as every
+    client here places it (murmur2, like the Java client)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ a batch out.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class RecordingOutbox:
 
     enrollments: list[Json] = field(default_factory=list)
     statuses: list[Json] = field(default_factory=list)
+    handovers: list[Json] = field(default_factory=list)
 
     async def send_enrollments(
         self, partition: int, records: Sequence[Json]
@@ -82,6 +84,12 @@ class RecordingOutbox:
     async def send_status(self, record: Json) -> None:
         self.statuses.append(record)
 
+    async def send_handover(self, record: Json) -> Awaitable[None]:
+        self.handovers.append(record)
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
     def people(self, workflow_id: str | None = None, mode: str = "LIVE") -> list[str]:
         return [
             e["person_key"]
@@ -91,9 +99,19 @@ class RecordingOutbox:
 
 
 class Harness:
-    """One partition's matcher with helpers to feed it."""
+    """One partition's matcher with helpers to feed it: partition 0 of 1 unless
+    told otherwise."""
 
-    def __init__(self, redis_client: redis.Redis, **settings: Any) -> None:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        partition: int = 0,
+        partitions: int = 1,
+        **settings: Any,
+    ) -> None:
+        self.partition = partition
+        self.partitions = partitions
         self.clock = TestClock(START)
         self.definitions = Definitions()
         self.outbox = RecordingOutbox()
@@ -108,8 +126,9 @@ class Harness:
     def new_matcher(self) -> PartitionMatcher:
         """A matcher over the same state (as after a restart)."""
         return PartitionMatcher(
-            0,
+            self.partition,
             self.state,
+            partitions=self.partitions,
             catalog=self.catalog,
             limits=self.limits,
             outbox=self.outbox,
@@ -268,6 +287,10 @@ class Harness:
         if advance is not None:
             self.clock.advance(advance)
         await self.settled(self.matcher.on_tick())
+
+    async def take_over(self, handover: Json) -> None:
+        """Feed a `person_handover` record another partition sent."""
+        await self.settled(self.matcher.on_handover(handover))
 
     async def settled(self, step: Awaitable[T]) -> T:
         """Run one record's step, then settle its enrollments."""

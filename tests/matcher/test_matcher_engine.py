@@ -6,9 +6,12 @@ waited for. Redis is the real one (caps and test-run slots).
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 from matcher_harness import START, Harness
+
+from signalflow.contracts import Codec
 
 GUIDE_AUDIENCE = {
     "kind": "all",
@@ -591,3 +594,44 @@ async def test_status_reports_periodically(harness: Harness) -> None:
     await harness.tick()
     [status] = harness.outbox.statuses
     assert (status["workflow_id"], status["pending"]) == ("wf", 1)
+
+
+async def test_an_enrollment_found_after_a_crash_settles_its_pending_match(
+    harness: Harness,
+) -> None:
+    await harness.activate(
+        {"kind": "person_signal", "types": ["promotion"]},
+        schedule={"kind": "daily", "at": "09:00", "timezone": "UTC"},
+        limits={"max_per_account": 1},
+    )
+    for key in ("ann", "bob"):
+        await harness.person(key, "acme")
+        await harness.signal("promotion", "acme", key)
+    assert harness.matcher.figures("wf")["pending"] == 2
+
+    # The 09:00 run enrolls Ann (the account cap holds Bob back), and the
+    # replica dies after the broker took the enrollment, before its tables
+    # were written out: they come back as they were before the run.
+    written = {
+        name: copy.deepcopy(namespace.items)
+        for name, namespace in vars(harness.state).items()
+    }
+    await harness.tick(timedelta(hours=1))
+    [sent] = harness.outbox.enrollments
+    for name, items in written.items():
+        getattr(harness.state, name).items = items
+    harness.matcher.release_all()
+    harness.matcher = harness.new_matcher()
+    await harness.matcher.load()
+    codec = Codec.load()
+    found = codec.decode("enrollment", codec.encode("enrollment", sent))
+    harness.matcher.recover([found])
+
+    figures = harness.matcher.figures("wf")
+    assert (figures["pending"], figures["enrolled_total"]) == (1, 1)
+    assert harness.state.pending.get("wf|ann") is None
+    # The run's tick comes again: Ann is not enrolled twice, and the account's
+    # count for the run still holds Bob back.
+    await harness.tick()
+    assert harness.outbox.people() == ["ann"]
+    assert harness.matcher.figures("wf")["pending"] == 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -22,6 +23,7 @@ from matcher_process import Feed, MatcherProcess, people_of
 from services.matcher.clock import FileClock
 from signalflow.definitions import DefinitionLog
 from signalflow.kafka.admin import delete_topics, ensure_topics
+from signalflow.kafka.clients import partition_for
 from signalflow.settings import KafkaSettings, RedisSettings, Settings
 from signalflow.workflow import Audience, Workflow
 
@@ -190,6 +192,64 @@ async def test_guide_example_enrolls_exactly_the_matching_people_once(
     sample = next(r for r in records if r["person_key"] == "g01")
     assert {s["type"] for s in sample["signals"]} == {"funding", "multi_thread"}
     assert all(outcome["held"] for outcome in sample["explanation"])
+
+
+def enrollments_of(
+    feed: Feed, workflow_id: str, count: int, *, quiet_s: float = 3.0
+) -> list[dict[str, Any]]:
+    """The enrollments of one workflow, once there are `count` and `quiet_s`
+    passed without more (what there are after a minute otherwise)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        records = feed.enrollments(quiet_s=0.5)
+        if sum(r["workflow_id"] == workflow_id for r in records) >= count:
+            break
+    time.sleep(quiet_s)
+    return [r for r in feed.enrollments(quiet_s=0.5) if r["workflow_id"] == workflow_id]
+
+
+def account_on(partition: int, partitions: int, prefix: str) -> str:
+    """An account key that lands on `partition`."""
+    for index in range(1000):
+        key = f"{prefix}-{index}"
+        if partition_for(key.encode(), partitions) == partition:
+            return key
+    raise AssertionError(f"no key of {prefix!r} lands on partition {partition}")
+
+
+async def test_a_person_who_moves_to_another_partition_enrolls_once(
+    env: Environment,
+) -> None:
+    funded_with_email = {
+        "kind": "all",
+        "of": [
+            {"kind": "company_signal", "types": ["funding"]},
+            {"kind": "has_email", "value": True},
+        ],
+    }
+    version = await env.workflow("moves", funded_with_email)
+    env.activate("moves", version, "FUTURE_ONLY")
+    partitions = env.settings.default_partitions
+    old, new = account_on(0, partitions, "mv-old"), account_on(1, partitions, "mv-new")
+    first, later = NOW - timedelta(minutes=2), NOW - timedelta(minutes=1)
+    env.feed.profile("mv-ann", old, email="ann@x.io", updated=first)
+    env.feed.profile("mv-cat", old, updated=first)  # no email: no match yet
+    env.feed.signal("funding", old)
+    env.feed.flush()
+    assert people_of(enrollments_of(env.feed, "moves", 1)) == ["mv-ann"]
+
+    # Both move to an account of another partition; Cat now has an email.
+    env.feed.profile("mv-ann", new, email="ann@x.io", updated=later)
+    env.feed.profile("mv-cat", new, email="cat@x.io", updated=later)
+    env.feed.signal("funding", new)
+    env.feed.signal("funding", old)
+    env.feed.flush()
+
+    records = enrollments_of(env.feed, "moves", 2, quiet_s=5)
+    # Ann entered once, at her old account; Cat once, at her new one.
+    assert people_of(records) == ["mv-ann", "mv-cat"]
+    cat = next(r for r in records if r["person_key"] == "mv-cat")
+    assert (cat["account_key"], cat["_partition"]) == (new, 1)
 
 
 async def test_bad_input_goes_to_dead_letters_and_the_stream_moves_on(

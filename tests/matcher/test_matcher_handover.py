@@ -1,0 +1,207 @@
+"""A person who moves to an account of another partition, on two partitions'
+matchers (in-memory state, a test clock, the real Redis), and the repartitioner's
+routing that sends their profile where they were."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import redis.asyncio as redis
+from matcher_harness import START, Harness
+
+from services.matcher.routing import Route, route
+from signalflow.contracts import Codec
+from signalflow.kafka.clients import partition_for
+
+PARTITIONS = 2
+FUNDED_WITH_EMAIL = {
+    "kind": "all",
+    "of": [
+        {"kind": "company_signal", "types": ["funding"]},
+        {"kind": "has_email", "value": True},
+    ],
+}
+CHANGED_JOBS_INTO_GROWTH = {
+    "kind": "all",
+    "of": [
+        {"kind": "person_signal", "types": ["job_change"]},
+        {"kind": "company_signal", "types": ["hiring_surge"]},
+    ],
+}
+
+
+def accounts_of(partition: int) -> Iterator[str]:
+    """Account keys that land on `partition` of two."""
+    for index in range(1000):
+        key = f"acc-{index}"
+        if partition_for(key.encode(), PARTITIONS) == partition:
+            yield key
+
+
+OLD, OLD_NEIGHBOUR = list(accounts_of(0))[:2]
+NEW = next(accounts_of(1))
+
+
+@pytest.fixture
+async def pair(redis_client: redis.Redis) -> tuple[Harness, Harness]:
+    """Partitions 0 and 1 of two, the same workflows active on both."""
+    first = Harness(redis_client, partition=0, partitions=PARTITIONS)
+    second = Harness(redis_client, partition=1, partitions=PARTITIONS)
+    second.limits = first.limits
+    for harness in (first, second):
+        await harness.activate(FUNDED_WITH_EMAIL, workflow_id="funded")
+        await harness.activate(CHANGED_JOBS_INTO_GROWTH, workflow_id="growth")
+    return first, second
+
+
+def carried(codec: Codec, handover: dict) -> dict:  # type: ignore[type-arg]
+    """The handover as the other partition reads it from Kafka."""
+    return codec.decode("person_handover", codec.encode("person_handover", handover))
+
+
+async def test_a_person_who_moves_takes_their_history_along(
+    pair: tuple[Harness, Harness],
+) -> None:
+    old, new = pair
+    codec = Codec.load()
+    await old.person("ann", OLD)
+    await old.person("bob", OLD)
+    await old.signal("funding", OLD)
+    await old.signal("job_change", OLD, "ann", signal_id="jc-1")
+    assert sorted(old.outbox.people("funded")) == ["ann", "bob"]
+
+    old.clock.advance(timedelta(hours=1))
+    await old.person("ann", NEW)
+
+    [handover] = old.outbox.handovers
+    assert handover["profile"]["account_key"] == NEW
+    assert [s["signal_id"] for s in handover["signals"]["job_change"]] == ["jc-1"]
+    assert handover["enrollments"]["funded"]["count"] == 1
+    # Ann is gone from her old partition: her old account's signals pass her by.
+    assert old.state.people.get("ann") is None
+    assert old.state.members.get(OLD) == ["bob"]
+    await old.signal("funding", OLD)
+    assert sorted(old.outbox.people()) == ["ann", "bob"]
+
+    new.clock.advance(timedelta(hours=1))
+    await new.take_over(carried(codec, handover))
+    assert new.state.members.get(NEW) == ["ann"]
+    # She entered `funded` once, at her old account; never again.
+    await new.signal("funding", NEW)
+    assert new.outbox.people("funded") == []
+    # Her job change came along: the new account's hiring surge completes her
+    # match of `growth`.
+    await new.signal("hiring_surge", NEW)
+    [enrollment] = new.outbox.enrollments
+    assert (enrollment["workflow_id"], enrollment["person_key"]) == ("growth", "ann")
+    person_signals = [s for s in enrollment["signals"] if s["scope"] == "PERSON"]
+    assert [s["signal_id"] for s in person_signals] == ["jc-1"]
+
+
+async def test_a_handover_taken_twice_changes_nothing(
+    pair: tuple[Harness, Harness],
+) -> None:
+    old, new = pair
+    codec = Codec.load()
+    await old.person("ann", OLD)
+    await old.signal("funding", OLD)
+    await old.person("ann", NEW, updated=START + timedelta(minutes=1))
+    [handover] = old.outbox.handovers
+
+    for _ in range(2):
+        await new.take_over(carried(codec, handover))
+
+    assert new.state.enrolled.get("funded|ann") == {
+        "g": 1,
+        "t": handover["enrollments"]["funded"]["last_at"],
+        "b": True,
+    }
+    assert new.state.members.get(NEW) == ["ann"]
+
+
+async def test_a_newer_profile_that_came_first_is_kept(
+    pair: tuple[Harness, Harness],
+) -> None:
+    old, new = pair
+    codec = Codec.load()
+    await old.person("ann", OLD)
+    await old.signal("funding", OLD)
+    await old.person("ann", NEW, updated=START + timedelta(minutes=1))
+    [handover] = old.outbox.handovers
+    # A later profile reached the new partition before the handover did.
+    await new.person("ann", NEW, email="ann@new.io", updated=START + timedelta(2))
+    await new.signal("funding", NEW)
+    assert new.outbox.people("funded") == ["ann"]
+
+    await new.take_over(carried(codec, handover))
+
+    person = new.state.people.get("ann")
+    assert person is not None and person["profile"]["email"] == "ann@new.io"
+    assert new.state.enrolled.get("funded|ann")["g"] == 1  # type: ignore[index]
+
+
+async def test_moves_within_a_partition_and_stale_profiles_hand_nobody_over(
+    pair: tuple[Harness, Harness],
+) -> None:
+    old, _ = pair
+    await old.person("ann", OLD, updated=START + timedelta(minutes=5))
+    await old.person("ann", OLD_NEIGHBOUR, updated=START + timedelta(minutes=6))
+    assert old.state.members.get(OLD_NEIGHBOUR) == ["ann"]
+    assert old.state.members.get(OLD) is None
+    # An older profile naming another partition's account moves nobody.
+    await old.person("ann", NEW, updated=START)
+    assert old.outbox.handovers == []
+    assert old.state.people.get("ann") is not None
+
+
+# --- routing ---------------------------------------------------------------------
+
+
+def person(account: str, minute: int, *, deleted: bool = False) -> dict:  # type: ignore[type-arg]
+    return {
+        "key": "ann",
+        "kind": "PERSON",
+        "account_key": account,
+        "updated_at": int((START + timedelta(minutes=minute)).timestamp() * 1000),
+        "deleted": deleted,
+    }
+
+
+def home(account: str, minute: int) -> dict:  # type: ignore[type-arg]
+    return {"a": account, "u": person(account, minute)["updated_at"]}
+
+
+@pytest.mark.parametrize(
+    ("profile", "known", "expected"),
+    [
+        pytest.param(person(OLD, 1), None, Route(OLD, home(OLD, 1)), id="first seen"),
+        pytest.param(
+            person(OLD_NEIGHBOUR, 2),
+            home(OLD, 1),
+            Route(OLD_NEIGHBOUR, home(OLD_NEIGHBOUR, 2)),
+            id="moves within the partition",
+        ),
+        pytest.param(
+            person(NEW, 2),
+            home(OLD, 1),
+            Route(OLD, home(NEW, 2), moves=True),
+            id="moves to another partition: sent where she was",
+        ),
+        pytest.param(
+            person(NEW, 0), home(OLD, 1), Route(OLD, home(OLD, 1)), id="stale"
+        ),
+        pytest.param(
+            person(NEW, 2, deleted=True),
+            home(OLD, 1),
+            Route(OLD, None),
+            id="deleted where she is",
+        ),
+        pytest.param(
+            person(NEW, 2, deleted=True), None, Route(NEW, None), id="deleted unknown"
+        ),
+    ],
+)
+def test_routing(profile: dict, known: dict | None, expected: Route) -> None:  # type: ignore[type-arg]
+    assert route(profile, known, PARTITIONS) == expected
