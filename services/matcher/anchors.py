@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from signalflow.workflow.evaluate import ProspectState
+from signalflow.workflow.evaluate import ProspectState, field_value
 from signalflow.workflow.filters import (
     AllOf,
     CompanySignal,
@@ -118,17 +118,6 @@ def _fold_text(value: str) -> str | None:
     except ValueError:
         return text
     return None
-
-
-def field_value(record: Mapping[str, Any] | None, name: str) -> Any:
-    """A field of a profile record, looked up as the evaluation does: the
-    `fields` map first, then the record's own keys."""
-    if record is None:
-        return None
-    fields = record.get("fields")
-    if fields and name in fields:
-        return fields[name]
-    return record.get(name)
 
 
 Keys = dict[str, tuple[str, ...]]

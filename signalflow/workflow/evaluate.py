@@ -245,12 +245,14 @@ def _comparison_predicate(node: FieldComparison) -> Predicate:
 
     def holds(state: ProspectState, now: datetime) -> bool:
         record = state.person if scope == "person" else state.account
-        return test(_field(record, name))
+        return test(field_value(record, name))
 
     return holds
 
 
-def _field(record: Mapping[str, Any] | None, name: str) -> Any:
+def field_value(record: Mapping[str, Any] | None, name: str) -> Any:
+    """A field of a profile record: the `fields` map first, then the record's
+    own keys (`email`, `owner`, ...)."""
     if record is None:
         return None
     fields = record.get("fields")
@@ -411,7 +413,7 @@ class _Explainer:
             return {"last_activity_at": "" if last is None else last.isoformat()}
         if isinstance(node, FieldComparison):
             record = state.person if node.object == "person" else state.account
-            actual = _field(record, node.field)
+            actual = field_value(record, node.field)
             return {
                 f"{node.object}.{node.field}": "" if actual is None else str(actual)
             }

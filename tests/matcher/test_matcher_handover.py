@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -15,7 +16,9 @@ from services.matcher.routing import Route, route
 from signalflow.contracts import Codec
 from signalflow.kafka.clients import partition_for
 
+Json = dict[str, Any]
 PARTITIONS = 2
+CODEC = Codec.load()
 FUNDED_WITH_EMAIL = {
     "kind": "all",
     "of": [
@@ -56,16 +59,25 @@ async def pair(redis_client: redis.Redis) -> tuple[Harness, Harness]:
     return first, second
 
 
-def carried(codec: Codec, handover: dict) -> dict:  # type: ignore[type-arg]
+def carried(handover: Json) -> Json:
     """The handover as the other partition reads it from Kafka."""
-    return codec.decode("person_handover", codec.encode("person_handover", handover))
+    return CODEC.decode("person_handover", CODEC.encode("person_handover", handover))
+
+
+async def enrolled_then_moved(old: Harness) -> Json:
+    """Ann enrolls in `funded` at her old account, then moves partitions; the
+    handover her old partition sends."""
+    await old.person("ann", OLD)
+    await old.signal("funding", OLD)
+    await old.person("ann", NEW, updated=START + timedelta(minutes=1))
+    [handover] = old.outbox.handovers
+    return handover
 
 
 async def test_a_person_who_moves_takes_their_history_along(
     pair: tuple[Harness, Harness],
 ) -> None:
     old, new = pair
-    codec = Codec.load()
     await old.person("ann", OLD)
     await old.person("bob", OLD)
     await old.signal("funding", OLD)
@@ -86,7 +98,7 @@ async def test_a_person_who_moves_takes_their_history_along(
     assert sorted(old.outbox.people()) == ["ann", "bob"]
 
     new.clock.advance(timedelta(hours=1))
-    await new.take_over(carried(codec, handover))
+    await new.take_over(carried(handover))
     assert new.state.members.get(NEW) == ["ann"]
     # She entered `funded` once, at her old account; never again.
     await new.signal("funding", NEW)
@@ -104,14 +116,10 @@ async def test_a_handover_taken_twice_changes_nothing(
     pair: tuple[Harness, Harness],
 ) -> None:
     old, new = pair
-    codec = Codec.load()
-    await old.person("ann", OLD)
-    await old.signal("funding", OLD)
-    await old.person("ann", NEW, updated=START + timedelta(minutes=1))
-    [handover] = old.outbox.handovers
+    handover = await enrolled_then_moved(old)
 
     for _ in range(2):
-        await new.take_over(carried(codec, handover))
+        await new.take_over(carried(handover))
 
     assert new.state.enrolled.get("funded|ann") == {
         "g": 1,
@@ -125,17 +133,13 @@ async def test_a_newer_profile_that_came_first_is_kept(
     pair: tuple[Harness, Harness],
 ) -> None:
     old, new = pair
-    codec = Codec.load()
-    await old.person("ann", OLD)
-    await old.signal("funding", OLD)
-    await old.person("ann", NEW, updated=START + timedelta(minutes=1))
-    [handover] = old.outbox.handovers
+    handover = await enrolled_then_moved(old)
     # A later profile reached the new partition before the handover did.
     await new.person("ann", NEW, email="ann@new.io", updated=START + timedelta(2))
     await new.signal("funding", NEW)
     assert new.outbox.people("funded") == ["ann"]
 
-    await new.take_over(carried(codec, handover))
+    await new.take_over(carried(handover))
 
     person = new.state.people.get("ann")
     assert person is not None and person["profile"]["email"] == "ann@new.io"
@@ -159,7 +163,7 @@ async def test_moves_within_a_partition_and_stale_profiles_hand_nobody_over(
 # --- routing ---------------------------------------------------------------------
 
 
-def person(account: str, minute: int, *, deleted: bool = False) -> dict:  # type: ignore[type-arg]
+def person(account: str, minute: int, *, deleted: bool = False) -> Json:
     return {
         "key": "ann",
         "kind": "PERSON",
@@ -169,7 +173,7 @@ def person(account: str, minute: int, *, deleted: bool = False) -> dict:  # type
     }
 
 
-def home(account: str, minute: int) -> dict:  # type: ignore[type-arg]
+def home(account: str, minute: int) -> Json:
     return {"a": account, "u": person(account, minute)["updated_at"]}
 
 
@@ -203,5 +207,5 @@ def home(account: str, minute: int) -> dict:  # type: ignore[type-arg]
         ),
     ],
 )
-def test_routing(profile: dict, known: dict | None, expected: Route) -> None:  # type: ignore[type-arg]
+def test_routing(profile: Json, known: Json | None, expected: Route) -> None:
     assert route(profile, known, PARTITIONS) == expected
