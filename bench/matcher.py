@@ -63,8 +63,8 @@ from services.matcher.app import PRODUCER_LINGER_S
 from signalflow.contracts import Codec
 from signalflow.definitions.records import definition_key, to_record
 from signalflow.kafka.admin import delete_topics, ensure_topics
-from signalflow.local import free_port_block
-from signalflow.settings import Settings
+from signalflow.local import ensure_redis, free_port_block
+from signalflow.settings import RedisSettings, Settings
 from signalflow.topics import Topics
 from signalflow.workflow import Audience, Workflow
 
@@ -768,7 +768,13 @@ def main() -> None:
     parser.add_argument("--audiences", type=int, nargs="+", default=[1_000, 10_000])
     args = parser.parse_args()
     scale = Scale(args.people, args.accounts, args.signals)
-    base = bench_settings().model_copy(update={"default_partitions": 3})
+    settings = bench_settings()
+    base = settings.model_copy(
+        update={
+            "default_partitions": 3,
+            "redis": RedisSettings(url=ensure_redis(settings)),
+        }
+    )
     codec = Codec.load()
     load_before = os.getloadavg()
     console.log(f"load average {load_before}")
