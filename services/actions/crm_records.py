@@ -156,32 +156,3 @@ async def read_fully(crm: CrmConnector, record: CrmRecord | None) -> CrmRecord |
         return record
     full: CrmRecord = await read(record.ref)
     return full
-
-
-async def create_account(
-    crm: CrmConnector, target: CrmTarget, *, name: str, domain: str
-) -> CrmRef:
-    """Create the account (company) a person belongs to, when the CRM has none.
-
-    `CrmConnector` has no account creation, so this goes one level down: the
-    connector's own `create_account` when it has one, else HubSpot's companies
-    endpoint through the connector's HTTP client, or Salesforce's Account object
-    through the connector's simple-salesforce call (its limiter and error
-    translation included). Raises ActionError as the connector does.
-    """
-    own = getattr(crm, "create_account", None)
-    if own is not None:
-        ref: CrmRef = await own(name=name, domain=domain)
-        return ref
-    if target == "hubspot":
-        answer = await crm.http.request(  # type: ignore[attr-defined]
-            "POST",
-            "/crm/v3/objects/companies",
-            json_body={"properties": {"name": name, "domain": domain}},
-        )
-        return CrmRef("companies", str(answer.json_object()["id"]))
-    values = {"Name": name, "Website": domain}
-    created = await crm._call(  # type: ignore[attr-defined]
-        lambda sf: sf.Account.create(values)
-    )
-    return CrmRef("Account", str(created["id"]))

@@ -54,6 +54,9 @@ FIELDS: dict[str, frozenset[str]] = {
     ),
 }
 READ_ONLY = frozenset({"Id", "Name", "CreatedDate", "LastModifiedDate", "IsConverted"})
+# A person's Name is compound (first and last name) and computed; an Account's
+# Name is what the account is called, required and written like any field.
+WRITABLE_BY_TYPE: dict[str, frozenset[str]] = {"Account": frozenset({"Name"})}
 REQUIRED: dict[str, tuple[str, ...]] = {
     "Contact": ("LastName",),
     "Lead": ("LastName", "Company"),
@@ -363,7 +366,8 @@ def _canonical_field(sobject: str, name: str) -> str:
 
 def _writable_field(sobject: str, name: str) -> None:
     canonical = _canonical_field(sobject, name)
-    if canonical in READ_ONLY or canonical != name:
+    writable = WRITABLE_BY_TYPE.get(sobject, frozenset())
+    if (canonical in READ_ONLY and canonical not in writable) or canonical != name:
         raise SalesforceApiError(
             400,
             "INVALID_FIELD_FOR_INSERT_UPDATE",

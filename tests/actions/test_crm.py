@@ -320,3 +320,31 @@ async def test_a_missing_account_is_created_when_the_settings_allow_it(
     assert hubspot(running).associated(
         "contacts", linked["outputs"]["record_id"], "companies"
     ) == [company]
+
+
+async def test_a_missing_salesforce_account_is_created_and_linked(
+    harness_factory, vendor_resources: Resources, emulators
+) -> None:
+    running = await emulators("salesforce")
+    harness = await harness_factory(ActionType.CRM_UPSERT, vendor_resources)
+    newco = profile(
+        "newco", kind="ACCOUNT", fields={"name": "Newco", "domain": "newco.example"}
+    )
+
+    ann = profile("ann", email="ann@newco.example", fields={"last_name": "Lee"})
+    result = await harness.run(
+        step_command(
+            ActionType.CRM_UPSERT,
+            {"target": "salesforce", "create_account_if_missing": True},
+            person=ann,
+            account=newco,
+        )
+    )
+
+    assert result["status"] == "OK", result
+    outputs = result["outputs"]
+    assert outputs["account_created"] == "Yes"
+    (created,) = salesforce(running).find("Account", Name="Newco")
+    assert created["Website"] == "newco.example"
+    contact = salesforce(running).records["Contact"][outputs["record_id"]]
+    assert contact["AccountId"] == created["Id"] == outputs["account_id"]

@@ -84,6 +84,16 @@ async def test_unknown_property_is_permanent(hubspot: HubSpotConnector) -> None:
         await hubspot.upsert_person("x@y.example", {"shoe_size": "44"})
 
 
+async def test_a_company_is_created_with_its_name_and_domain(
+    hubspot: HubSpotConnector,
+) -> None:
+    created = await hubspot.create_account(name="Initech", domain="initech.example")
+
+    found = await hubspot.find_account_by_domain("initech.example")
+    assert found is not None and found.ref == created
+    assert found.fields["name"] == "Initech"
+
+
 async def test_company_is_found_by_domain_and_associated(
     hubspot: HubSpotConnector, portal: EmulatorServer
 ) -> None:

@@ -102,6 +102,20 @@ async def test_account_is_found_by_domain_and_linked(
     assert await salesforce.find_account_by_domain("robotics.example") is None
 
 
+async def test_an_account_is_created_with_its_name_and_website(
+    salesforce: SalesforceConnector, org: EmulatorServer
+) -> None:
+    created = await salesforce.create_account(name="Newco", domain="newco.example")
+
+    found = await salesforce.find_account_by_domain("https://newco.example")
+    assert found is not None and found.ref == created
+    assert emulator(org).records["Account"][created.id]["Name"] == "Newco"
+    # A person's Name is computed from first and last name: never written.
+    person = await salesforce.upsert_person("cy@newco.example", {"LastName": "Cy"})
+    with pytest.raises(PermanentError, match="INVALID_FIELD_FOR_INSERT_UPDATE"):
+        await salesforce.update_fields(person.record.ref, {"Name": "Cy Young"})
+
+
 async def test_owner_is_read_and_assigned(
     salesforce: SalesforceConnector, org: EmulatorServer
 ) -> None:

@@ -85,6 +85,11 @@ class CrmConnector(Protocol):
         """The account (company) whose website is on this domain, or None."""
         ...
 
+    async def create_account(self, *, name: str, domain: str) -> CrmRef:
+        """Create an account (company) named `name` with its website on
+        `domain`."""
+        ...
+
     async def link_person_to_account(self, person: CrmRef, account: CrmRef) -> None:
         """Make `account` the person's account (company)."""
         ...

@@ -151,6 +151,17 @@ class HubSpotConnector(HttpConnector):
         )
         return _record(COMPANIES, rows[0]) if rows else None
 
+    async def create_account(self, *, name: str, domain: str) -> CrmRef:
+        """Create a company with this name and domain."""
+        answer = await self.http.request(
+            "POST",
+            f"/crm/v3/objects/{COMPANIES}",
+            json_body={"properties": {"name": name, "domain": domain}},
+        )
+        company_id = str(answer.json_object()["id"])
+        logger.info("created HubSpot company %s for %s", company_id, domain)
+        return CrmRef(COMPANIES, company_id)
+
     async def link_person_to_account(self, person: CrmRef, account: CrmRef) -> None:
         """Associate the contact with the company (the default association)."""
         await self.http.request(

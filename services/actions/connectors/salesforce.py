@@ -226,6 +226,14 @@ class SalesforceConnector:
                 return _record("Account", row)
         return None
 
+    async def create_account(self, *, name: str, domain: str) -> CrmRef:
+        """Create an Account with this Name and its Website on `domain`."""
+        values = {"Name": name, "Website": domain}
+        created = await self._call(lambda sf: _sobject(sf, "Account").create(values))
+        account_id = str(created["id"])
+        logger.info("created Salesforce Account %s for %s", account_id, domain)
+        return CrmRef("Account", account_id)
+
     async def link_person_to_account(self, person: CrmRef, account: CrmRef) -> None:
         """Set the Contact's AccountId. A Lead has no account until converted,
         so linking one is a PermanentError."""

@@ -27,7 +27,6 @@ from services.actions.connectors.crm import CrmConnector, CrmRecord
 from services.actions.crm_records import (
     PersonObject,
     account_domain,
-    create_account,
     crm_object_type,
     find_account,
     person_email,
@@ -114,8 +113,7 @@ class CrmUpsertAction(Action[CrmUpsertParams]):
         if not plan.create_account_if_missing or domain is None:
             return {}
         name = str((step.account or {}).get("fields", {}).get("name") or domain)
-        created = await create_account(crm, plan.target, name=name, domain=domain)
-        log.info("created %s account %s for %s", plan.target, created.id, domain)
+        created = await crm.create_account(name=name, domain=domain)
         await crm.link_person_to_account(record.ref, created)
         return {"account_id": created.id, "account_created": True}
 
