@@ -134,10 +134,15 @@ async def test_a_newer_profile_that_came_first_is_kept(
 ) -> None:
     old, new = pair
     handover = await enrolled_then_moved(old)
-    # A later profile reached the new partition before the handover did.
+    # A later profile reached the new partition before the handover did: there
+    # Ann is new, and enrolls. Her run id is the one her first enrollment had
+    # (the same workflow, person and epoch), so what runs downstream, keyed by
+    # run id, runs once.
     await new.person("ann", NEW, email="ann@new.io", updated=START + timedelta(2))
     await new.signal("funding", NEW)
-    assert new.outbox.people("funded") == ["ann"]
+    [again] = new.outbox.enrollments
+    [first] = old.outbox.enrollments
+    assert (again["person_key"], again["run_id"]) == ("ann", first["run_id"])
 
     await new.take_over(carried(handover))
 
