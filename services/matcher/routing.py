@@ -17,9 +17,10 @@ the remembered one goes where the person is, and changes nothing there.
 Later profiles of the person go straight to the new home. One of them can get
 there before the handover (within the old partition's batch interval); the
 person is then evaluated once without their history, and may enroll again. Such
-an enrollment has the run id of the person's earlier one (run ids come from the
-workflow, the person and the count of their enrollments), so the steps, whose
-side effects are claimed per run id, still run once.
+an enrollment has the run id of the person's first enrollment in the workflow
+(run ids come from the workflow, the person and the count of their
+enrollments), so the steps, whose side effects are claimed per run id, do not
+run again while those claims last.
 """
 
 from __future__ import annotations
