@@ -146,13 +146,14 @@ class Scale:
 
 @dataclass(frozen=True)
 class MatcherRun:
-    """One timed signal stream through the matcher."""
+    """One timed signal stream through the matcher (in the environment of
+    topic prefix `prefix`, when it ran as a worker)."""
 
     audiences: int
-    prefix: str
     signals: int
     seconds: float
     enrollments: int
+    prefix: str = ""
 
     @property
     def msgs_per_s(self) -> float:
@@ -430,21 +431,26 @@ def activate(settings: Settings, codec: Codec, workflow_ids: list[str]) -> int:
     partitions = settings.default_partitions
     now = datetime.now(UTC)
     for workflow_id in workflow_ids:
-        record = {
-            "command_id": f"act-{workflow_id}",
-            "kind": "ACTIVATE",
-            "workflow_id": workflow_id,
-            "workflow_version": 1,
-            "execution_timing": "FUTURE_ONLY",
-            "limit": None,
-            "issued_at": now,
-            "partition_count": partitions,
-        }
-        value = codec.encode("control", record)
+        value = codec.encode("control", activation(workflow_id, now, partitions))
         for partition in range(partitions):
             publisher.produce(topic, workflow_id.encode(), value, partition=partition)
     publisher.flush("control commands")
     return len(workflow_ids) * partitions
+
+
+def activation(workflow_id: str, now: datetime, partitions: int) -> dict[str, Any]:
+    """The control command activating version 1 of a workflow for future
+    matches, as the api writes it."""
+    return {
+        "command_id": f"act-{workflow_id}",
+        "kind": "ACTIVATE",
+        "workflow_id": workflow_id,
+        "workflow_version": 1,
+        "execution_timing": "FUTURE_ONLY",
+        "limit": None,
+        "issued_at": now,
+        "partition_count": partitions,
+    }
 
 
 def publish_profiles(settings: Settings, codec: Codec, scale: Scale) -> int:
@@ -621,7 +627,9 @@ def measure_matcher(
     finally:
         replica.stop()
     enrolled = report["enrollments_sent"] - before["enrollments_sent"]
-    run = MatcherRun(audiences, settings.topic_prefix, len(encoded), seconds, enrolled)
+    run = MatcherRun(
+        audiences, len(encoded), seconds, enrolled, prefix=settings.topic_prefix
+    )
     console.log(
         f"{audiences} audiences: {run.signals} signals in {seconds:.1f} s "
         f"({run.msgs_per_s:,.0f}/s), {enrolled} enrollments "
@@ -760,14 +768,19 @@ def progress_bars() -> Progress:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def scale_arguments(description: str) -> tuple[Scale, list[int]]:
+    """The data's size and the audience counts, from the command line."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--signals", type=int, default=200_000)
     parser.add_argument("--audiences", type=int, nargs="+", default=[1_000, 10_000])
     args = parser.parse_args()
-    scale = Scale(args.people, args.accounts, args.signals)
+    return Scale(args.people, args.accounts, args.signals), args.audiences
+
+
+def main() -> None:
+    scale, audience_counts = scale_arguments((__doc__ or "").splitlines()[0])
     settings = bench_settings()
     base = settings.model_copy(
         update={
@@ -782,7 +795,7 @@ def main() -> None:
     raw_rates: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as workdir, progress_bars() as progress:
-            for count in args.audiences:
+            for count in audience_counts:
                 run = measure_matcher(
                     base, codec, scale, count, workdir=Path(workdir), progress=progress
                 )

@@ -14,7 +14,6 @@ each audience count (`engine_msgs_per_s_1k`, ...) and their `engine_scaling`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -27,12 +26,15 @@ from typing import Any
 import redis.asyncio as redis
 
 from bench.matcher import (
+    MatcherRun,
     Scale,
+    activation,
     console,
     definitions,
     encode_signals,
     label,
     profile_records,
+    scale_arguments,
 )
 from services.matcher.catalog import Catalog
 from services.matcher.clock import SystemClock
@@ -102,21 +104,9 @@ class EncodingOutbox:
         raise AssertionError("one partition hands nobody over")
 
 
-@dataclass(frozen=True)
-class EngineRun:
-    audiences: int
-    signals: int
-    seconds: float
-    enrollments: int
-
-    @property
-    def msgs_per_s(self) -> float:
-        return self.signals / self.seconds
-
-
 async def measure_engine(
     settings: Settings, codec: Codec, scale: Scale, audiences: int
-) -> EngineRun:
+) -> MatcherRun:
     """Activate `audiences` workflows, load the profiles, then time the signals
     through one partition's matcher."""
     pairs = list(definitions(audiences))
@@ -149,7 +139,7 @@ async def measure_engine(
         seconds = time.perf_counter() - started
     finally:
         await client.aclose()
-    run = EngineRun(audiences, len(encoded), seconds, outbox.enrollments - before)
+    run = MatcherRun(audiences, len(encoded), seconds, outbox.enrollments - before)
     console.log(
         f"engine alone, {audiences} audiences: {run.signals} signals in "
         f"{seconds:.1f} s ({run.msgs_per_s:,.0f}/s), {run.enrollments} enrollments"
@@ -161,21 +151,10 @@ async def activate(matcher: PartitionMatcher, workflow_ids: list[str]) -> None:
     """Activate every workflow for future matches, as the api's command does."""
     now = datetime.now(UTC)
     for workflow_id in workflow_ids:
-        await matcher.on_control(
-            {
-                "command_id": f"act-{workflow_id}",
-                "kind": "ACTIVATE",
-                "workflow_id": workflow_id,
-                "workflow_version": 1,
-                "execution_timing": "FUTURE_ONLY",
-                "limit": None,
-                "issued_at": now,
-                "partition_count": 1,
-            }
-        )
+        await matcher.on_control(activation(workflow_id, now, partitions=1))
 
 
-def report(runs: list[EngineRun]) -> dict[str, Any]:
+def report(runs: list[MatcherRun]) -> dict[str, Any]:
     results: dict[str, Any] = {
         f"engine_msgs_per_s_{label(run.audiences)}": round(run.msgs_per_s, 1)
         for run in runs
@@ -185,13 +164,7 @@ def report(runs: list[EngineRun]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--people", type=int, default=100_000)
-    parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--signals", type=int, default=200_000)
-    parser.add_argument("--audiences", type=int, nargs="+", default=[1_000, 10_000])
-    args = parser.parse_args()
-    scale = Scale(args.people, args.accounts, args.signals)
+    scale, audience_counts = scale_arguments((__doc__ or "").splitlines()[0])
     settings = Settings()
     settings = settings.model_copy(
         update={"redis": RedisSettings(url=ensure_redis(settings))}
@@ -199,7 +172,7 @@ def main() -> None:
     codec = Codec.load()
     runs = [
         asyncio.run(measure_engine(settings, codec, scale, count))
-        for count in args.audiences
+        for count in audience_counts
     ]
     print(json.dumps(report(runs)))
 
