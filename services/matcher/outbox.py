@@ -44,7 +44,7 @@ class FaustSent:
 
 
 class FaustOutbox:
-    """Sends enrollments and status reports through the worker's producer.
+    """Sends enrollments, handovers and status reports through the worker's producer.
 
     `acknowledged` counts the enrollments the broker acknowledged.
     """

@@ -74,18 +74,7 @@ def make_tables(
     count from metadata that does not list the topic yet, see it as 0, and crash
     the agent on every record.
     """
-    tables: dict[str, TableT[Any, Any]] = {}
-    for name in NAMESPACES:
-        table = app.Table(
-            name,
-            partitions=partitions,
-            key_type=bytes,
-            value_type=bytes,
-            options=dict(ROCKSDB_OPTIONS),
-        )
-        table._verified_source_topics_for_partitions.update(sources)  # type: ignore[attr-defined]
-        tables[name] = table
-    return tables
+    return {name: _table(app, name, partitions, sources) for name in NAMESPACES}
 
 
 def make_homes_table(
@@ -94,14 +83,21 @@ def make_homes_table(
     """Declare the repartitioner's table of where each person's state lives
     (person key -> JSON `services.matcher.routing` home), written from `source`
     (the profiles topic), whose partition count is checked like the others'."""
+    return _table(app, "homes", partitions, [source])
+
+
+def _table(
+    app: faust.App, name: str, partitions: int, sources: Iterable[str]
+) -> TableT[Any, Any]:
     table = app.Table(
-        "homes",
+        name,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         options=dict(ROCKSDB_OPTIONS),
     )
-    table._verified_source_topics_for_partitions.add(source)  # type: ignore[attr-defined]
+    verified = table._verified_source_topics_for_partitions  # type: ignore[attr-defined]
+    verified.update(sources)
     return table
 
 
