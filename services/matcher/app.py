@@ -21,12 +21,14 @@ Exactly once across SIGKILL, restarts and rebalances. What a record changes is
 held in memory, and the record is acknowledged to faust only when its batch is
 written out (`services.matcher.batching`): every `flush_interval_s` (or
 `flush_records` records), the worker waits until the broker acknowledged every
-enrollment the batch sent, writes the batch's changes to the tables (RocksDB and
-the changelog, through faust's producer), and only then acknowledges the batch's
-records. Faust (at-least-once) commits only acknowledged offsets, and flushes
-its producer before it commits, so every table write and every send caused by
-records up to a committed offset reached Kafka first; records after it are
-processed again after a crash. Three rules make that replay harmless:
+enrollment and handover the batch sent, writes the batch's changes to the tables
+(RocksDB and the changelog, through faust's producer), waits until the broker
+acknowledged the changelog records, and only then acknowledges the batch's
+records. Faust (at-least-once) commits only acknowledged offsets, so every table
+write, enrollment and handover caused by records up to a committed offset reached
+Kafka first; records after it are processed again after a crash. A batch that
+cannot be written out stops the process at once, as a crash would
+(`main.stop_at_once`). Three rules make that replay harmless:
 
 1. An enrollment is sent and acknowledged *before* the tables record it (the
    `emitted` run id and the `enrolled` epoch): the tables are written only after
@@ -78,7 +80,7 @@ import redis.asyncio as redis
 from faust.types import TP
 from faust.web import Request, Response, View
 
-from services.matcher.batching import Batcher, OwnedPartition
+from services.matcher.batching import Batcher, OwnedPartition, Stop
 from services.matcher.catalog import Catalog, DefinitionMissingError
 from services.matcher.clock import Clock, FileClock, SystemClock
 from services.matcher.engine import PartitionMatcher
@@ -125,12 +127,19 @@ class MatcherWorker:
     Args:
         settings: the environment.
         own: the matcher's settings.
+        stop: stops the process at once when a batch cannot be written out
+            (`services.matcher.batching`).
         clock: the time decisions use (default: the system clock, or the clock
             file when the settings name one).
     """
 
     def __init__(
-        self, settings: Settings, own: MatcherSettings, *, clock: Clock | None = None
+        self,
+        settings: Settings,
+        own: MatcherSettings,
+        *,
+        stop: Stop,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.own = own
@@ -146,6 +155,7 @@ class MatcherWorker:
             max_records=own.flush_records,
             name_of=self._input_name,
             deliver=self._deliver,
+            stop=stop,
         )
         self._definitions: DefinitionLog | None = None
         self._catalog: Catalog | None = None

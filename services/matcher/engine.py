@@ -738,21 +738,22 @@ class PartitionMatcher:
 
         Raises what the outbox raises when one could not be delivered; the
         partition's state then holds enrollments that may not exist, and must
-        not be written out (the worker stops, and the records are processed
-        again).
+        not be written out (the batcher stops the worker, and the records are
+        processed again). What was not settled stays listed, so a later call
+        waits for it again rather than take it as settled.
         """
-        handed_over, self._handed_over = self._handed_over, []
-        for delivery in handed_over:
+        for delivery in self._handed_over:
             await delivery
-        unsettled, self._unsettled = self._unsettled, []
+        self._handed_over = []
         highest = -1
         count = 0
-        for run_ids, sent in unsettled:
+        for run_ids, sent in self._unsettled:
             offsets = await sent.offsets()
             for run_id, offset in zip(run_ids, offsets, strict=True):
                 self.state.emitted.put(run_id, offset)
             highest = max(highest, *offsets)
             count += len(offsets)
+        self._unsettled = []
         if count:
             self._advance_emitted_offset(highest)
         return count

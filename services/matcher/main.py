@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 RUNNING_MARKER = "RUNNING"
 ADMIN_TIMEOUT_S = 30.0
+EXIT_AFTER_FAILED_BATCH = 70  # EX_SOFTWARE of sysexits.h
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     own.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_internal_topics(settings)
     discard_state_after_crash(own.data_dir)
-    worker = MatcherWorker(settings, own)
+    worker = MatcherWorker(settings, own, stop=stop_at_once)
     marker = own.data_dir / RUNNING_MARKER
     marker.write_text(str(os.getpid()))
     runner = Worker(worker.app, loglevel=settings.log_level, quiet=True)
@@ -45,6 +46,23 @@ def main() -> None:
     finally:
         # Reached on a clean stop only: a SIGKILL leaves the marker behind.
         marker.unlink(missing_ok=True)
+
+
+def stop_at_once(error: BaseException) -> None:
+    """Leave the process now, as SIGKILL would, after a batch could not be
+    written out.
+
+    Nothing runs after it: faust commits no further offset, and the running
+    marker stays, so the next start rebuilds the tables from the changelogs
+    (`discard_state_after_crash`) and processes the batch's records again.
+    """
+    log.critical(
+        "the matcher stops at once: a batch could not be written out (%r); its "
+        "records are processed again when it starts",
+        error,
+    )
+    logging.shutdown()
+    os._exit(EXIT_AFTER_FAILED_BATCH)
 
 
 def discard_state_after_crash(data_dir: Path) -> bool:
@@ -73,7 +91,8 @@ def discard_state_after_crash(data_dir: Path) -> bool:
 
 
 def ensure_internal_topics(settings: Settings) -> None:
-    """Create the matcher's own topics (ticks, re-keyed profiles) if missing.
+    """Create those of the matcher's own topics that are missing: ticks, profiles
+    by account and handovers.
 
     They have as many partitions as the signals topic. Raises KafkaException when
     the cluster refuses.

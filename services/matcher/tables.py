@@ -7,12 +7,12 @@ Keys and values are bytes: keys are UTF-8 strings, values JSON.
 
 `PartitionTables` shows one partition of every table as a `PartitionState` whose
 writes wait in memory (decoded) until `write_out()`, which writes each
-namespace's changes as one RocksDB batch and sends one changelog record per
-changed key, however often the key changed meanwhile. Reads see the waiting
-changes first, then a bounded cache of decoded values, then RocksDB. The worker
-calls `write_out()` only once the enrollments sent meanwhile are acknowledged,
-and acknowledges the records to faust only after it (see the argument in
-`services.matcher.app`).
+namespace's changes as one RocksDB batch, sends one changelog record per changed
+key, however often the key changed meanwhile, and waits until the broker
+acknowledged them. Reads see the waiting changes first, then a bounded cache of
+decoded values, then RocksDB. The worker calls `write_out()` only once the
+enrollments sent meanwhile are acknowledged, and acknowledges the records to
+faust only after it (see the argument in `services.matcher.app`).
 
 A partition reads and writes its own RocksDB database directly and sends its
 changelog records with an explicit partition, so no faust event context is
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Iterator
-from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -131,13 +130,16 @@ class PartitionTables:
         return sum(view.pending_writes for view in self._views.values())
 
     async def write_out(self) -> int:
-        """Write every waiting change to RocksDB and hand it to the producer for
-        the changelog (faust's commit flushes the producer before it commits
-        offsets). Returns how many keys were written."""
-        written = 0
-        for view in self._views.values():
-            written += await view.write_out()
-        return written
+        """Write every waiting change to RocksDB, send it to the changelog and
+        wait until the broker acknowledged it all. Returns how many keys were
+        written.
+
+        Raises what the producer raises for a changelog record the broker did
+        not take: RocksDB then holds writes the changelog lacks, and the worker
+        stops (`services.matcher.batching`).
+        """
+        views = self._views.values()
+        return sum(await asyncio.gather(*(view.write_out() for view in views)))
 
 
 class BufferedView:
@@ -200,14 +202,14 @@ class BufferedView:
         return iter(sorted(found.items()))
 
     async def write_out(self) -> int:
-        """Write the changes as one RocksDB batch, then hand them to the producer
-        for the changelog; returns how many keys changed.
+        """Write the changes as one RocksDB batch, send them to the changelog and
+        wait until the broker acknowledged them; returns how many keys changed.
 
-        The records go straight to the producer, not through faust's buffer for
-        table writes, whose flush may return before the buffer is empty; the
-        producer's own flush, which faust's commit waits for, covers them.
-        The changelog records of one key keep their order: one partition, one
-        producer.
+        The records go straight to the producer with an explicit partition, past
+        faust's buffer and per-message topic machinery, so no event context is
+        needed. The changelog records of one key keep their order: one
+        partition, one producer. Raises what the producer raises for a record
+        the broker did not take.
         """
         if not self._dirty:
             return 0
@@ -220,36 +222,29 @@ class BufferedView:
             else:
                 batch.put(raw_key, raw_value)
         self._database().write(batch)
-        await self._send_changelog(encoded)
         for key, value in changes.items():
             self._remember(key, _ABSENT if value is _DELETED else value)
+        delivered = await asyncio.gather(*await self._send_changelog(encoded))
+        self._record_changelog_offset(delivered[-1].offset)
         return len(encoded)
 
-    async def _send_changelog(self, encoded: list[tuple[bytes, bytes | None]]) -> None:
-        """Hand the records to the app's producer with an explicit partition.
-
-        Straight to the producer, past faust's per-message topic machinery;
-        faust's own table writes record each delivered offset in RocksDB (its
-        recovery after a clean restart reads the changelog from there), and
-        here the last record of the batch records it for all.
-        """
+    async def _send_changelog(
+        self, encoded: list[tuple[bytes, bytes | None]]
+    ) -> list[asyncio.Future[Any]]:
         table: Any = self._table
         topic = table.changelog_topic.get_topic_name()
         producer = table.app.producer
-        delivered = None
-        for raw_key, raw_value in encoded:
-            delivered = await producer.send(
-                topic, raw_key, raw_value, self._partition, None, None
-            )
-        if delivered is not None:
-            tp = TP(topic, self._partition)
-            delivered.add_done_callback(partial(self._persist_offset, tp))
+        return [
+            await producer.send(topic, raw_key, raw_value, self._partition, None, None)
+            for raw_key, raw_value in encoded
+        ]
 
-    def _persist_offset(self, tp: TP, delivered: asyncio.Future[Any]) -> None:
-        if delivered.cancelled() or delivered.exception() is not None:
-            return  # the worker stops on a failed write; nothing to record
-        store: Any = self._table.data
-        store.set_persisted_offset(tp, delivered.result().offset)
+    def _record_changelog_offset(self, offset: int) -> None:
+        """Record the changelog offset the table reached, as faust's own table
+        writes do: its recovery after a clean restart reads on from there."""
+        table: Any = self._table
+        tp = TP(table.changelog_topic.get_topic_name(), self._partition)
+        table.data.set_persisted_offset(tp, offset)
 
     def _remember(self, key: str, value: Any) -> None:
         clean = self._clean

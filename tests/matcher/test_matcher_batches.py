@@ -4,7 +4,7 @@ The exactly-once argument (`services.matcher.app`) rests on two things tested
 here without a broker: a partition's writes reach RocksDB and the changelog only
 at `write_out()`, once per key and in the order of their last write; and a batch
 settles its enrollments before it writes out, and acknowledges its records only
-after, and does neither when settling fails.
+after, and does neither when settling or writing out fails, but stops the worker.
 
 The faust table is replaced at its seam by `FakeTable`: a real RocksDB database
 (rocksdict, as faust opens it) and a producer that keeps what it is given.
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from rocksdict import Options, Rdict
 
-from services.matcher.batching import Batcher, OwnedPartition
+from services.matcher.batching import Batcher, BatchFailedError, OwnedPartition
 from services.matcher.store import EMITTED_UP_TO
 from services.matcher.tables import NAMESPACES, BufferedView, PartitionTables
 
@@ -35,9 +35,11 @@ class Delivery:
 
 @dataclass
 class RecordingProducer:
-    """Keeps what is sent; every record is delivered at once, numbered."""
+    """Keeps what is sent; every record is delivered at once, numbered, unless
+    `refuses` names an error the broker answers with."""
 
     sent: list[tuple[str, bytes, bytes | None, int]] = field(default_factory=list)
+    refuses: Exception | None = None
 
     async def send(
         self,
@@ -50,7 +52,10 @@ class RecordingProducer:
     ) -> asyncio.Future[Delivery]:
         self.sent.append((topic, key, value, partition))
         delivered: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        delivered.set_result(Delivery(len(self.sent) - 1))
+        if self.refuses is not None:
+            delivered.set_exception(self.refuses)
+        else:
+            delivered.set_result(Delivery(len(self.sent) - 1))
         return delivered
 
 
@@ -129,10 +134,25 @@ async def test_writes_wait_in_memory_until_written_out(
         (b"~up-to", b"8"),
     ]
     assert {partition for *_, partition in producer.sent} == {2}
-    await asyncio.sleep(0)  # delivery callbacks run on the next loop turn
     assert list(table.data.persisted.values()) == [2]
     assert await view.write_out() == 0
     assert len(producer.sent) == 3
+
+
+async def test_a_changelog_record_the_broker_refuses_fails_the_write_out(
+    table: FakeTable, producer: RecordingProducer
+) -> None:
+    view = BufferedView(table, 2, cache_entries=100)  # type: ignore[arg-type]
+    view.put("run-a", 7)
+    producer.refuses = RuntimeError("KafkaTimeoutError: the record expired")
+
+    with pytest.raises(RuntimeError, match="expired"):
+        await view.write_out()
+    # RocksDB has the write and reads agree with it; the changelog offset the
+    # table reached is not moved on.
+    assert stored(table) == {b"run-a": b"7"}
+    assert view.get("run-a") == 7
+    assert table.data.persisted == {}
 
 
 async def test_deletes_are_tombstones_and_scans_see_what_waits(
@@ -247,11 +267,15 @@ def batcher_for(journal: Journal, *, max_records: int = 100) -> Batcher:
     async def deliver() -> None:
         journal.steps.append("deliver")
 
+    def stop(error: BaseException) -> None:
+        journal.steps.append(f"stop: {error}")
+
     batcher = Batcher(
         interval_s=60.0,
         max_records=max_records,
         name_of=lambda topic: topic,
         deliver=deliver,
+        stop=stop,
     )
 
     async def acknowledge(event: Event) -> None:
@@ -296,7 +320,16 @@ async def test_a_batch_that_cannot_settle_writes_and_acknowledges_nothing() -> N
 
     with pytest.raises(RuntimeError, match="refused"):
         await batcher.flush()
-    assert journal.steps == ["settle 0"]
+    assert journal.steps == ["settle 0", "stop: the broker refused an enrollment"]
+    assert batcher.done == {}
+
+    # Were the worker still running, nothing it did next would be written out.
+    bad.matcher.fails = False  # type: ignore[attr-defined]
+    async with batcher.lock:
+        batcher.hold(good, Event(Message("signals"), "s3"), command=False)
+    with pytest.raises(BatchFailedError, match="refused an enrollment"):
+        await batcher.flush()
+    assert journal.steps == ["settle 0", "stop: the broker refused an enrollment"]
     assert batcher.done == {}
 
 
@@ -333,4 +366,21 @@ async def test_commands_and_other_records_never_share_a_batch() -> None:
     batcher.hold(first, Event(Message("control"), "c1"), command=True)
     batcher.hold(first, Event(Message("control"), "c2"), command=True)
     assert not batcher.crosses(command=True)
+    assert batcher.crosses(command=False)
+
+
+async def test_a_batch_ended_on_time_is_delivered_before_a_command() -> None:
+    journal = Journal()
+    batcher = batcher_for(journal)
+    first = owned(journal, 0)
+    batcher.partitions[0] = first
+    batcher.hold(first, Event(Message("signals"), "s1"), command=False)
+    assert await batcher.flush() == 1  # on time, not delivered
+    assert not batcher.crosses(command=False)
+    assert batcher.crosses(command=True)
+
+    assert await batcher.flush(deliver=True) == 0
+    assert journal.steps == ["settle 0", "write 0", "ack s1", "deliver"]
+    assert not batcher.crosses(command=True)
+    batcher.hold(first, Event(Message("control"), "c1"), command=True)
     assert batcher.crosses(command=False)
