@@ -409,12 +409,18 @@ class PartitionMatcher:
         profile than the one kept moves nobody. `settle()` waits for the
         handover's acknowledgement, so the tables never forget a person the
         other partition may not have been told about.
+
+        A person not held here yet moved on before their handover from where
+        they were arrived: the profile passed on is remembered, so that handover
+        follows them when it comes (`_pass_on_late_handover`).
         """
         person_key = profile["key"]
         person = self._person(person_key)
         kept = person.profile
         if kept is not None and kept["updated_at"] > profile["updated_at"]:
             return
+        if kept is None:
+            self.state.meta.put(f"fwd:{person_key}", profile)
         history = self._history_of(person_key)
         record = {
             "profile": profile,
@@ -449,12 +455,15 @@ class PartitionMatcher:
     async def on_handover(self, record: Json) -> None:
         """Take up a person handed over by the partition they moved from: merge
         their signals and enrollment history into what this partition knows,
-        then apply their profile (or, when a newer one came first, evaluate them
-        again with what was merged)."""
+        then apply their profile (or, when a profile as new came first, evaluate
+        them again with what was merged). A handover for a person who has moved
+        on from here since is passed on after them."""
         now = self.clock.now()
         now_ms = to_millis(now) or 0
         profile = stored_profile(record["profile"])
         person_key = profile["key"]
+        if await self._pass_on_late_handover(record, profile):
+            return
         person = self._person(person_key)
         for kind, occurrences in record["signals"].items():
             for occurrence in occurrences:
@@ -469,13 +478,35 @@ class PartitionMatcher:
         for workflow_id, history in record["enrollments"].items():
             self._merge_history(pair_key(workflow_id, person_key), history)
         kept = person.profile
-        if kept is None or kept["updated_at"] <= profile["updated_at"]:
+        if kept is None or kept["updated_at"] < profile["updated_at"]:
             self.state.people.put(person_key, person.data)
             await self._person_profile(profile, now)
             return
         self.state.people.put(person_key, person.data)
         account_key = person.account_key or profile["account_key"]
         await self._evaluate([person_key], {EVERYTHING}, account_key, now=now)
+
+    async def _pass_on_late_handover(self, record: Json, profile: Json) -> bool:
+        """Send a handover on to where its person went from here, when they
+        were passed on with a profile at least as new before it arrived (they
+        moved on, A to B and back, faster than the handover from A travelled);
+        returns whether it did."""
+        marker = f"fwd:{profile['key']}"
+        forwarded = self.state.meta.get(marker)
+        if forwarded is None:
+            return False
+        self.state.meta.delete(marker)
+        if forwarded["updated_at"] < profile["updated_at"]:
+            return False  # the person came back since: the handover is for here
+        passed_on = {**record, "profile": forwarded}
+        self._handed_over.append(await self.outbox.send_handover(passed_on))
+        log.info(
+            "partition %d passed the late handover of %s on to the partition of %s",
+            self.partition,
+            profile["key"],
+            forwarded["account_key"],
+        )
+        return True
 
     def _merge_history(self, key: str, history: Json) -> None:
         mine = self.state.enrolled.get(key) or {"g": 0, "t": None, "b": False}

@@ -20,7 +20,9 @@ person is then evaluated once without their history, and may enroll again. Such
 an enrollment has the run id of the person's first enrollment in the workflow
 (run ids come from the workflow, the person and the count of their
 enrollments), so the steps, whose side effects are claimed per run id, do not
-run again while those claims last.
+run again while those claims last. A person who moves on again before their
+handover arrived is passed on by the partition they moved to, which remembers
+where, and the handover follows them there when it comes.
 """
 
 from __future__ import annotations

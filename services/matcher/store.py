@@ -20,7 +20,9 @@ Namespaces:
 - `timers`: due minute (zero-padded epoch minutes) -> person keys to look at again;
 - `meta`: activations (`act:<workflow>`), run figures (`run:<workflow>`), account
   counts per run (`acap:<workflow>|<account>|<period>`), finished test runs
-  (`test:<command>`), and the timer cursor.
+  (`test:<command>`), the timer cursor, and the profile with which a person this
+  partition did not hold yet was passed on (`fwd:<person>`, until their handover
+  from where they were arrives and is passed on after them).
 """
 
 from __future__ import annotations

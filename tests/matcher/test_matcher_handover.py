@@ -151,6 +151,42 @@ async def test_a_newer_profile_that_came_first_is_kept(
     assert new.state.enrolled.get("funded|ann")["g"] == 1  # type: ignore[index]
 
 
+async def test_a_person_who_moves_back_before_their_handover_arrives_keeps_it(
+    pair: tuple[Harness, Harness],
+) -> None:
+    old, new = pair
+    handover = await enrolled_then_moved(old)
+    # Ann moves back before her handover reaches the new partition: the
+    # repartitioner sends that profile to her home then, the new partition, which
+    # does not hold her yet and passes her on with nothing.
+    await new.person("ann", OLD, updated=START + timedelta(minutes=2))
+    [empty] = new.outbox.handovers
+    assert (empty["profile"]["account_key"], empty["enrollments"]) == (OLD, {})
+
+    # The late handover follows her, with the profile she moved back with.
+    await new.take_over(carried(handover))
+    [_, passed_on] = new.outbox.handovers
+    assert passed_on["profile"] == empty["profile"]
+    assert passed_on["enrollments"]["funded"]["count"] == 1
+    assert new.state.people.get("ann") is None
+    assert new.state.members.get(NEW) is None
+
+    await old.take_over(carried(empty))
+    await old.take_over(carried(passed_on))
+    assert old.state.members.get(OLD) == ["ann"]
+    assert old.state.enrolled.get("funded|ann")["g"] == 1  # type: ignore[index]
+    # Whatever enrolled her while her history was on its way repeated her first
+    # run id; from now on her history holds her back.
+    assert {r["run_id"] for r in old.outbox.enrollments} == {
+        old.outbox.enrollments[0]["run_id"]
+    }
+    enrolled = len(old.outbox.enrollments)
+    await old.signal("funding", OLD, signal_id="funding-2")
+    await new.signal("funding", NEW)
+    assert len(old.outbox.enrollments) == enrolled
+    assert new.outbox.enrollments == []
+
+
 async def test_moves_within_a_partition_and_stale_profiles_hand_nobody_over(
     pair: tuple[Harness, Harness],
 ) -> None:
