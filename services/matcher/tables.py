@@ -28,7 +28,7 @@ import asyncio
 import json
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP, TableT
@@ -95,8 +95,8 @@ def _table(
         value_type=bytes,
         options=dict(ROCKSDB_OPTIONS),
     )
-    verified = table._verified_source_topics_for_partitions  # type: ignore[attr-defined]
-    verified.update(sources)
+    # Faust keeps the topics it has checked in a private set (see `make_tables`).
+    cast(Any, table)._verified_source_topics_for_partitions.update(sources)
     return table
 
 
