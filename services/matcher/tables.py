@@ -224,27 +224,18 @@ class BufferedView:
         self._database().write(batch)
         for key, value in changes.items():
             self._remember(key, _ABSENT if value is _DELETED else value)
-        delivered = await asyncio.gather(*await self._send_changelog(encoded))
-        self._record_changelog_offset(delivered[-1].offset)
-        return len(encoded)
-
-    async def _send_changelog(
-        self, encoded: list[tuple[bytes, bytes | None]]
-    ) -> list[asyncio.Future[Any]]:
-        table: Any = self._table
-        topic = table.changelog_topic.get_topic_name()
-        producer = table.app.producer
-        return [
-            await producer.send(topic, raw_key, raw_value, self._partition, None, None)
-            for raw_key, raw_value in encoded
-        ]
-
-    def _record_changelog_offset(self, offset: int) -> None:
-        """Record the changelog offset the table reached, as faust's own table
-        writes do: its recovery after a clean restart reads on from there."""
         table: Any = self._table
         tp = TP(table.changelog_topic.get_topic_name(), self._partition)
-        table.data.set_persisted_offset(tp, offset)
+        producer = table.app.producer
+        sent = [
+            await producer.send(tp.topic, key, value, tp.partition, None, None)
+            for key, value in encoded
+        ]
+        delivered = await asyncio.gather(*sent)
+        # As faust's own table writes do: its recovery after a clean restart reads
+        # the changelog on from the offset recorded here.
+        table.data.set_persisted_offset(tp, delivered[-1].offset)
+        return len(encoded)
 
     def _remember(self, key: str, value: Any) -> None:
         clean = self._clean
